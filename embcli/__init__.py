@@ -1,0 +1,3 @@
+"""embcli: text embeddings as Unix pipelines."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,104 @@
+"""Options shared by every command, so one flag means one thing everywhere (DESIGN §5)."""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Annotated, Optional
+
+import typer
+
+IO = "Input and output"
+MODEL = "Model"
+SPEED = "Performance"
+
+
+class OnError(str, Enum):
+    fail = "fail"
+    skip = "skip"
+
+
+class InputFormat(str, Enum):
+    jsonl = "jsonl"
+    text = "text"
+
+
+class OutputFormat(str, Enum):
+    jsonl = "jsonl"
+    npy = "npy"
+
+
+class Device(str, Enum):
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+
+
+class Pooling(str, Enum):
+    mean = "mean"
+    cls = "cls"
+    max = "max"
+    lasttoken = "lasttoken"
+    mean_sqrt_len = "mean_sqrt_len"
+
+
+InputArg = Annotated[
+    Optional[str],
+    typer.Argument(help="Input file; '-' or none reads stdin.", show_default=False),
+]
+Output = Annotated[
+    Optional[str],
+    typer.Option("-o", "--output", help="Write to this file (atomically) instead of stdout.", rich_help_panel=IO),
+]
+InputFormatOpt = Annotated[
+    InputFormat,
+    typer.Option(
+        "--input-format", help="jsonl: one JSON object per line; text: one text per line.", rich_help_panel=IO
+    ),
+]
+FormatOpt = Annotated[
+    Optional[OutputFormat],
+    typer.Option(
+        "--format",
+        help="Output format: jsonl records, or npy vectors. Default: npy when -o ends in .npy, else jsonl.",
+        show_default=False,
+        rich_help_panel=IO,
+    ),
+]
+TextField = Annotated[str, typer.Option("--text-field", help="Field that holds the text.", rich_help_panel=IO)]
+VectorField = Annotated[str, typer.Option("--vector-field", help="Field that holds the vector.", rich_help_panel=IO)]
+OnErrorOpt = Annotated[
+    OnError,
+    typer.Option("--on-error", help="Bad records: fail on the first, or skip them and count.", rich_help_panel=IO),
+]
+Quiet = Annotated[bool, typer.Option("-q", "--quiet", help="Print nothing on stderr but errors.", rich_help_panel=IO)]
+ModelOpt = Annotated[
+    Optional[str],
+    typer.Option(
+        "-m",
+        "--model",
+        help="Built-in name, local model directory, or hub repo id. Default: $EMBCLI_MODEL, else all-MiniLM-L6-v2.",
+        show_default=False,
+        rich_help_panel=MODEL,
+    ),
+]
+DeviceOpt = Annotated[
+    Device,
+    typer.Option(
+        "--device",
+        help="auto: CUDA when it really loads, else CPU. cuda: fail rather than use CPU.",
+        rich_help_panel=SPEED,
+    ),
+]
+Threads = Annotated[
+    Optional[int],
+    typer.Option(
+        "--threads",
+        min=1,
+        help="CPU threads for inference. Default: all cores.",
+        show_default=False,
+        rich_help_panel=SPEED,
+    ),
+]
+BatchSize = Annotated[
+    int, typer.Option("--batch-size", min=1, help="Most texts in one inference batch.", rich_help_panel=SPEED)
+]

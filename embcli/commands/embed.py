@@ -1,0 +1,165 @@
+"""embcli embed: texts in, vectors out."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+from embcli.commands import _options as o
+from embcli.commands._ui import progress, say, warn
+
+
+def embed(
+    input: o.InputArg = None,
+    output: o.Output = None,
+    fmt: o.FormatOpt = None,
+    input_format: o.InputFormatOpt = o.InputFormat.jsonl,
+    text_field: o.TextField = "text",
+    vector_field: o.VectorField = "embedding",
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace a vector field the record already has.", rich_help_panel=o.IO)
+    ] = False,
+    on_error: o.OnErrorOpt = o.OnError.fail,
+    model: o.ModelOpt = None,
+    prompt: Annotated[
+        Optional[str],
+        typer.Option(
+            "--prompt",
+            help="Text put before every input (e.g. 'query: ').",
+            show_default=False,
+            rich_help_panel=o.MODEL,
+        ),
+    ] = None,
+    prompt_name: Annotated[
+        Optional[str],
+        typer.Option(
+            "--prompt-name",
+            help="A prompt from the model's config_sentence_transformers.json.",
+            show_default=False,
+            rich_help_panel=o.MODEL,
+        ),
+    ] = None,
+    max_length: Annotated[
+        Optional[int],
+        typer.Option(
+            "--max-length",
+            min=2,
+            help="Token limit per text. Default: the model's.",
+            show_default=False,
+            rich_help_panel=o.MODEL,
+        ),
+    ] = None,
+    truncate: Annotated[
+        bool,
+        typer.Option(
+            "--truncate/--no-truncate",
+            help="Cut over-long texts to --max-length (counted on stderr), or treat them as bad records.",
+            rich_help_panel=o.MODEL,
+        ),
+    ] = True,
+    pooling: Annotated[
+        Optional[o.Pooling],
+        typer.Option(
+            "--pooling", help="Token pooling. Default: the model's.", show_default=False, rich_help_panel=o.MODEL
+        ),
+    ] = None,
+    normalize: Annotated[
+        Optional[bool],
+        typer.Option(
+            "--normalize/--no-normalize",
+            help="L2-normalize vectors. Default: the model's.",
+            show_default=False,
+            rich_help_panel=o.MODEL,
+        ),
+    ] = None,
+    dims: Annotated[
+        Optional[int],
+        typer.Option(
+            "--dims",
+            min=1,
+            help="Matryoshka: keep the first N dimensions, then renormalize.",
+            show_default=False,
+            rich_help_panel=o.MODEL,
+        ),
+    ] = None,
+    device: o.DeviceOpt = o.Device.auto,
+    threads: o.Threads = None,
+    batch_size: o.BatchSize = 32,
+    max_batch_tokens: Annotated[
+        int,
+        typer.Option(
+            "--max-batch-tokens",
+            min=1,
+            help="Most padded tokens in one batch (caps memory on long texts).",
+            rich_help_panel=o.SPEED,
+        ),
+    ] = 8192,
+    quiet: o.Quiet = False,
+) -> None:
+    """Embed texts: JSONL records or text lines in, records with a vector (or NPY) out.
+
+    Streams: output starts before the input ends, and memory stays bounded
+    whatever the input size. Every field of a record passes through; the vector
+    is added as --vector-field. Texts are batched by token length and written
+    back in input order; the same input and options give the same bytes.
+    """
+    from embcli.core.embedding import EmbedStats, embed_records
+    from embcli.core.encoder import Encoder
+    from embcli.core.models import resolve_model
+    from embcli.core.streams import BadRecords, JsonlWriter, NpyWriter, Source, iter_records, output_stream
+
+    out_format = fmt or (o.OutputFormat.npy if output and output.endswith(".npy") else o.OutputFormat.jsonl)
+    encoder = Encoder(
+        resolve_model(model),
+        device=device.value,
+        threads=threads,
+        max_length=max_length,
+        pooling=pooling.value if pooling else None,
+        normalize=normalize,
+        prompt=prompt,
+        prompt_name=prompt_name,
+        dims=dims,
+        batch_size=batch_size,
+        max_batch_tokens=max_batch_tokens,
+    )
+    bad = BadRecords(skip=on_error is o.OnError.skip)
+    stats = EmbedStats()
+    with Source(input) as src, output_stream(output) as out, progress("embedding", "texts", quiet) as bar:
+        records = iter_records(src, input_format.value, text_field, bad)
+        chunks = embed_records(
+            records,
+            encoder,
+            source=src.name,
+            text_field=text_field,
+            bad=bad,
+            stats=stats,
+            truncate=truncate,
+            reserved_field=None if overwrite else vector_field,
+        )
+        if out_format is o.OutputFormat.npy:
+            writer = NpyWriter(out)
+            for recs, vecs in chunks:
+                writer.write(vecs)
+                writer.flush()
+                bar.advance(len(recs))
+            writer.close(width=encoder.dim)
+        else:
+            jsonl = JsonlWriter(out)
+            for recs, vecs in chunks:
+                for rec, vec in zip(recs, vecs, strict=True):
+                    rec.data[vector_field] = vec
+                jsonl.write_many([rec.data for rec in recs])
+                jsonl.flush()
+                bar.advance(len(recs))
+        elapsed = bar.elapsed()
+
+    if stats.truncated:
+        warn(f"{stats.truncated} text{'s' * (stats.truncated != 1)} truncated to {encoder.max_length} tokens", quiet)
+    if summary := bad.summary():
+        warn(summary, quiet)
+    say(
+        f"embedded {stats.texts:,} text{'s' * (stats.texts != 1)} ({stats.tokens:,} tokens) in {elapsed:.1f}s, "
+        f"{stats.texts / max(elapsed, 1e-9):,.0f} texts/s · {encoder.spec.name}, {encoder.dim}-d, {encoder.device}",
+        quiet,
+    )

@@ -1,0 +1,100 @@
+"""embcli models: list, inspect and fetch models."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from embcli.commands import _options as o
+from embcli.commands._ui import say
+
+app = typer.Typer(help="List, inspect and fetch embedding models.", no_args_is_help=True)
+
+AsJson = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
+
+
+def _print(data: dict | list, as_json: bool, text: str) -> None:
+    import orjson
+
+    if as_json:
+        typer.echo(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode())
+    else:
+        typer.echo(text)
+
+
+@app.command("list")
+def list_(as_json: AsJson = False) -> None:
+    """List the built-in model and the models in the cache."""
+    from embcli.core.models import default_model_name, list_models
+
+    default = default_model_name()
+    rows = [{"name": n, "source": s, "about": d, "default": n == default} for n, s, d in list_models()]
+    width = max(len(r["name"]) for r in rows)
+    lines = [f"{r['name']:<{width}}  {r['source']:<7}  {r['about']}{'  (default)' * r['default']}" for r in rows]
+    _print(rows, as_json, "\n".join(lines))
+
+
+@app.command("info")
+def info(
+    name: Annotated[str, typer.Argument(help="Model name, directory or hub repo id. Default: the default model.")] = "",
+    as_json: AsJson = False,
+) -> None:
+    """Show a model's dimensions, max length, pooling, prompts, files, sha256 and execution providers."""
+    import onnxruntime as ort
+
+    from embcli.core.encoder import Encoder
+    from embcli.core.models import resolve_model
+
+    spec = resolve_model(name or None)
+    enc = Encoder(spec, device="cpu", threads=1)
+    sha = spec.sha256()
+    data = {
+        "name": spec.name,
+        "source": spec.source,
+        "dimensions": enc.full_dim,
+        "max_length": spec.max_length,
+        "pooling": spec.pooling,
+        "normalize": spec.normalize,
+        "prompts": spec.prompts,
+        "default_prompt_name": spec.default_prompt_name,
+        "directory": str(spec.directory),
+        "onnx": str(spec.onnx_path),
+        "tokenizer": str(spec.tokenizer_path),
+        "sha256": sha,
+        "sha256_pinned": spec.expected_sha256,
+        "graph_inputs": sorted(i.name for i in enc.session.get_inputs()),
+        "graph_output": enc._output.name,
+        "onnxruntime": ort.__version__,
+        "execution_providers": ort.get_available_providers(),
+    }
+    pinned = " (matches the pinned hash)" if spec.expected_sha256 == sha else ""
+    prompts = ", ".join(f"{k}={v!r}" for k, v in spec.prompts.items()) or "none"
+    text = "\n".join(
+        [
+            f"name:         {spec.name} ({spec.source})",
+            f"dimensions:   {enc.full_dim} (Matryoshka truncation with embed --dims N)",
+            f"max length:   {spec.max_length} tokens",
+            f"pooling:      {spec.pooling}, {'L2-normalized' if spec.normalize else 'not normalized'}",
+            f"prompts:      {prompts}; default: {spec.default_prompt_name or 'none'}",
+            f"directory:    {spec.directory}",
+            f"onnx:         {spec.onnx_path}",
+            f"tokenizer:    {spec.tokenizer_path}",
+            f"sha256:       {sha}{pinned}",
+            f"graph:        inputs {', '.join(data['graph_inputs'])} -> {data['graph_output']}",
+            f"providers:    {', '.join(data['execution_providers'])} (onnxruntime {ort.__version__})",
+        ]
+    )
+    _print(data, as_json, text)
+
+
+@app.command("pull")
+def pull(
+    repo_id: Annotated[str, typer.Argument(help="Hub repo id, e.g. sentence-transformers/all-MiniLM-L6-v2.")],
+    quiet: o.Quiet = False,
+) -> None:
+    """Download a hub model's ONNX graph, tokenizer and configs into the cache (needs network)."""
+    from embcli.core.models import pull_model
+
+    path = pull_model(repo_id)
+    say(f"{repo_id} is in {path}", quiet)

@@ -1,0 +1,410 @@
+"""JSONL / NPY / text streams (DESIGN §2): detection, readers, writers, atomic files.
+
+Readers yield as they read, so commands built on them stream with bounded memory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import stat
+import struct
+import sys
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import BinaryIO
+
+import numpy as np
+import orjson
+
+from embcli.errors import InputError, UsageError
+
+NPY_MAGIC = b"\x93NUMPY"
+# Rows per chunk when reading NPY: ~1 MiB of data, whatever the width.
+_NPY_CHUNK_BYTES = 1 << 20
+
+
+class Source:
+    """A binary input (file or stdin) with push-back, so formats can be sniffed."""
+
+    def __init__(self, path: str | None) -> None:
+        if path in (None, "-"):
+            self.name = "<stdin>"
+            self._f: BinaryIO = sys.stdin.buffer
+            self._owned = False
+        else:
+            self.name = str(path)
+            try:
+                self._f = open(path, "rb")  # noqa: SIM115 - closed in close()
+            except OSError as e:
+                raise UsageError(f"cannot open input: {e.strerror}, {path}") from None
+            self._owned = True
+        self._buf = b""
+
+    def peek(self, n: int) -> bytes:
+        """Up to ``n`` bytes from the front, without consuming them."""
+        while len(self._buf) < n:
+            chunk = self._f.read1(n - len(self._buf)) if hasattr(self._f, "read1") else self._f.read(n)
+            if not chunk:
+                break
+            self._buf += chunk
+        return self._buf[:n]
+
+    def read(self, n: int) -> bytes:
+        """Exactly ``n`` bytes, or fewer at end of input."""
+        head, self._buf = self._buf[:n], self._buf[n:]
+        if len(head) == n:
+            return head
+        return head + self._f.read(n - len(head))
+
+    def readline(self) -> bytes:
+        if self._buf:
+            i = self._buf.find(b"\n")
+            if i >= 0:
+                line, self._buf = self._buf[: i + 1], self._buf[i + 1 :]
+                return line
+            head, self._buf = self._buf, b""
+            return head + self._f.readline()
+        return self._f.readline()
+
+    def sniff(self) -> str:
+        """``npy`` when the stream starts with the NPY magic, else ``jsonl``."""
+        return "npy" if self.peek(len(NPY_MAGIC)) == NPY_MAGIC else "jsonl"
+
+    def close(self) -> None:
+        if self._owned:
+            self._f.close()
+
+    def __enter__(self) -> Source:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+# --------------------------------------------------------------------------- bad records
+
+
+@dataclass
+class BadRecords:
+    """The ``--on-error`` policy: fail on the first bad record, or skip and count."""
+
+    skip: bool = False
+    count: int = 0
+    first: str | None = None
+
+    def handle(self, err: InputError) -> None:
+        if not self.skip:
+            raise err
+        self.count += 1
+        if self.first is None:
+            self.first = err.message
+
+    def summary(self) -> str | None:
+        if not self.count:
+            return None
+        return f"skipped {self.count} bad record{'s' * (self.count != 1)} (first: {self.first})"
+
+
+def where(source: str, line: int) -> str:
+    return f"{source} line {line}"
+
+
+# --------------------------------------------------------------------------- record readers
+
+
+@dataclass
+class Record:
+    """One input record: its 1-based line number and the parsed JSON object."""
+
+    line: int
+    data: dict
+    extra: dict = field(default_factory=dict)  # per-command scratch (e.g. tokens)
+
+
+def iter_records(src: Source, input_format: str, text_field: str, bad: BadRecords) -> Iterator[Record]:
+    """Records from JSONL (objects) or plain text (one text per line, as ``text_field``)."""
+    if src.sniff() == "npy":
+        raise InputError(
+            f"expected JSONL or text records but got an NPY array, {src.name}",
+            hint="this command reads text; NPY holds vectors only",
+        )
+    lineno = 0
+    while line := src.readline():
+        lineno += 1
+        if input_format == "text":
+            try:
+                text = line.decode("utf-8")
+            except UnicodeDecodeError as e:
+                bad.handle(InputError(f"invalid UTF-8 at byte {e.start}, {where(src.name, lineno)}"))
+                continue
+            yield Record(lineno, {text_field: text.rstrip("\r\n") if text.endswith("\n") else text})
+            continue
+        if not line.strip():
+            # Blank lines between JSONL records are common (editors, `echo`); not data.
+            continue
+        try:
+            obj = orjson.loads(line)
+        except orjson.JSONDecodeError as e:
+            msg = str(e).split(": line ")[0]
+            hint = "for one text per line, use --input-format text" if lineno == 1 else None
+            bad.handle(InputError(f"invalid JSON ({msg}), {where(src.name, lineno)}", hint=hint))
+            continue
+        if not isinstance(obj, dict):
+            bad.handle(InputError(f"expected a JSON object, got {_json_type(obj)}, {where(src.name, lineno)}"))
+            continue
+        yield Record(lineno, obj)
+
+
+def get_text(rec: Record, text_field: str, source: str) -> str:
+    """The record's text, checked: present, a string, non-empty, no NUL bytes."""
+    loc = where(source, rec.line)
+    if text_field not in rec.data:
+        have = ", ".join(list(rec.data)[:8]) or "none"
+        raise InputError(
+            f"record has no {text_field!r} field (fields: {have}), {loc}",
+            hint="choose the field with --text-field NAME",
+        )
+    text = rec.data[text_field]
+    if not isinstance(text, str):
+        raise InputError(f"field {text_field!r} is {_json_type(text)}, not a string, {loc}")
+    if "\x00" in text:
+        raise InputError(f"field {text_field!r} contains a NUL byte, {loc}")
+    if not text.strip():
+        raise InputError(f"field {text_field!r} is empty, {loc}")
+    return text
+
+
+def _json_type(v: object) -> str:
+    return {
+        dict: "an object",
+        list: "an array",
+        str: "a string",
+        bool: "a boolean",
+        int: "a number",
+        float: "a number",
+        type(None): "null",
+    }.get(type(v), type(v).__name__)
+
+
+# --------------------------------------------------------------------------- NPY
+
+
+def npy_header(dtype: np.dtype, shape: tuple[int, ...], size: int | None = None) -> bytes:
+    """A version 1.0 NPY header; ``size`` pads it to a fixed length (for patching later)."""
+    d = "{'descr': %r, 'fortran_order': False, 'shape': %r, }" % (
+        np.lib.format.dtype_to_descr(np.dtype(dtype)),
+        tuple(shape),
+    )
+    body = len(d) + 1  # + "\n"
+    total = size if size is not None else math.ceil((10 + body) / 64) * 64
+    if total - 10 < body:
+        raise ValueError("NPY header does not fit")
+    return (
+        NPY_MAGIC
+        + b"\x01\x00"
+        + struct.pack("<H", total - 10)
+        + (d + " " * (total - 10 - body) + "\n").encode("latin1")
+    )
+
+
+def iter_npy(src: Source) -> Iterator[np.ndarray]:
+    """Row chunks from one or more back-to-back NPY arrays of the same dtype and width."""
+    dtype: np.dtype | None = None
+    width: int | None = None
+    n_array = 0
+    while True:
+        head = src.peek(len(NPY_MAGIC))
+        if not head:
+            return
+        n_array += 1
+        if head != NPY_MAGIC:
+            raise InputError(f"unexpected bytes after NPY array {n_array - 1}, {src.name}")
+        try:
+            version = np.lib.format.read_magic(src)
+            if version == (1, 0):
+                shape, fortran, dt = np.lib.format.read_array_header_1_0(src)
+            elif version == (2, 0):
+                shape, fortran, dt = np.lib.format.read_array_header_2_0(src)
+            else:
+                raise ValueError(f"unsupported NPY version {version}")
+        except (ValueError, SyntaxError, EOFError, struct.error) as e:
+            raise InputError(f"corrupt NPY header in array {n_array} ({e}), {src.name}") from None
+        if fortran and len(shape) > 1 and shape[0] > 1:
+            raise InputError(f"Fortran-ordered NPY is not supported, {src.name}")
+        if dt.hasobject or len(shape) not in (1, 2):
+            raise InputError(f"NPY array {n_array} must be numeric 1-D or 2-D, got {dt} {shape}, {src.name}")
+        rows, w = (1, shape[0]) if len(shape) == 1 else shape
+        if dtype is None:
+            dtype, width = dt, w
+        elif (dt, w) != (dtype, width):
+            raise InputError(
+                f"NPY array {n_array} is {dt} x {w}, but the stream began with {dtype} x {width}, {src.name}"
+            )
+        row_bytes = max(1, w * dt.itemsize)
+        per_chunk = max(1, _NPY_CHUNK_BYTES // row_bytes)
+        left = rows
+        while left:
+            n = min(per_chunk, left)
+            buf = src.read(n * row_bytes)
+            if len(buf) != n * row_bytes:
+                got = rows - left + len(buf) // row_bytes
+                raise InputError(f"NPY array {n_array} is truncated: {got} of {rows} rows, {src.name}")
+            yield np.frombuffer(buf, dtype=dt).reshape(n, w)
+            left -= n
+
+
+def iter_embedded(src: Source, vector_field: str, bad: BadRecords) -> Iterator[tuple[Record | None, np.ndarray]]:
+    """(record, vector) pairs from JSONL with a vector field, or (None, row) from NPY."""
+    if src.sniff() == "npy":
+        for chunk in iter_npy(src):
+            for row in chunk:
+                yield None, row
+        return
+    width: int | None = None
+    for rec in iter_records(src, "jsonl", "text", bad):
+        vec = rec.data.get(vector_field)
+        loc = where(src.name, rec.line)
+        try:
+            if not isinstance(vec, list) or not vec:
+                raise InputError(
+                    f"record has no {vector_field!r} array, {loc}",
+                    hint="embed it first (embcli embed), or name the field with --vector-field",
+                )
+            try:
+                arr = np.asarray(vec, dtype=np.float32)
+            except (TypeError, ValueError):
+                raise InputError(f"field {vector_field!r} holds non-numbers, {loc}") from None
+            if arr.ndim != 1 or not np.isfinite(arr).all():
+                raise InputError(f"field {vector_field!r} must be a flat array of finite numbers, {loc}")
+            if width is None:
+                width = arr.shape[0]
+            elif arr.shape[0] != width:
+                raise InputError(f"vector has {arr.shape[0]} dimensions, earlier ones {width}, {loc}")
+        except InputError as e:
+            bad.handle(e)
+            continue
+        yield rec, arr
+
+
+# --------------------------------------------------------------------------- writers
+
+
+class JsonlWriter:
+    """One JSON object per line; numpy vectors are written as arrays."""
+
+    _OPTS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_APPEND_NEWLINE
+
+    def __init__(self, f: BinaryIO) -> None:
+        self._f = f
+
+    def write(self, obj: dict) -> None:
+        self._f.write(orjson.dumps(obj, option=self._OPTS))
+
+    def write_many(self, objs: list[dict]) -> None:
+        self._f.write(b"".join(orjson.dumps(o, option=self._OPTS) for o in objs))
+
+    def flush(self) -> None:
+        self._f.flush()
+
+
+class NpyWriter:
+    """Vectors as NPY.
+
+    On a seekable regular file the result is one standard array: the header is
+    written with room for any row count and patched on close. On a pipe, where
+    nothing can be patched, each ``write`` is one complete array, back to back.
+    """
+
+    _HEADER_SIZE = 128  # room for shape (10**18, 10**9) and any simple dtype
+
+    def __init__(self, f: BinaryIO) -> None:
+        self._f = f
+        self._single = _is_fresh_regular_file(f)
+        self._dtype: np.dtype | None = None
+        self._width: int | None = None
+        self._rows = 0
+
+    def write(self, rows: np.ndarray) -> None:
+        rows = np.ascontiguousarray(rows)
+        if self._dtype is None:
+            self._dtype, self._width = rows.dtype, rows.shape[1]
+            if self._single:
+                self._f.write(npy_header(self._dtype, (0, self._width), self._HEADER_SIZE))
+        if not len(rows):
+            return
+        if self._single:
+            self._f.write(rows.tobytes())
+        else:
+            self._f.write(npy_header(rows.dtype, rows.shape) + rows.tobytes())
+        self._rows += len(rows)
+
+    def flush(self) -> None:
+        self._f.flush()
+
+    def close(self, width: int | None = None, dtype: np.dtype | None = None) -> None:
+        """Finish the array; ``width``/``dtype`` shape the empty array when nothing was written."""
+        if self._dtype is None and width is not None:
+            # Empty input still gives a valid (0, D) array on a file; nothing on a pipe.
+            if self._single:
+                self._f.write(npy_header(dtype or np.float32, (0, width), self._HEADER_SIZE))
+            return
+        if self._single and self._dtype is not None:
+            self._f.seek(0)
+            self._f.write(npy_header(self._dtype, (self._rows, self._width), self._HEADER_SIZE))
+            self._f.seek(0, os.SEEK_END)
+        self._f.flush()
+
+
+def _is_fresh_regular_file(f: BinaryIO) -> bool:
+    try:
+        return stat.S_ISREG(os.fstat(f.fileno()).st_mode) and f.seekable() and f.tell() == 0
+    except (OSError, ValueError):
+        return False
+
+
+@contextlib.contextmanager
+def atomic_file(path: str | os.PathLike) -> Iterator[BinaryIO]:
+    """A file that appears at ``path`` only when the block succeeds (temp + fsync + rename)."""
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
+    except OSError as e:
+        raise UsageError(f"cannot write output: {e.strerror}, {path}") from None
+    try:
+        with os.fdopen(fd, "wb") as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    with contextlib.suppress(OSError):
+        dfd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+@contextlib.contextmanager
+def output_stream(path: str | None) -> Iterator[BinaryIO]:
+    """stdout for ``None``/``-``, else an atomic file."""
+    if path in (None, "-"):
+        yield sys.stdout.buffer
+        sys.stdout.buffer.flush()
+    else:
+        with atomic_file(path) as f:
+            yield f
