@@ -1,0 +1,110 @@
+"""Model resolution and the options read from a model's config files, on real model files."""
+
+from __future__ import annotations
+
+import numpy as np
+import orjson
+import pytest
+from conftest import cli, make_model_dir
+
+TEXTS = '{"text": "how do I resize images"}\n{"text": "a library for image processing"}\n'
+
+
+def _vectors(r) -> np.ndarray:
+    assert r.code == 0, r.err
+    return np.array([rec["embedding"] for rec in r.records()], dtype=np.float32)
+
+
+@pytest.fixture(scope="module")
+def builtin_vectors() -> np.ndarray:
+    return _vectors(cli("embed", input=TEXTS))
+
+
+def test_local_directory_matches_builtin(tmp_path, builtin_vectors):
+    d = make_model_dir(tmp_path / "mini")
+    np.testing.assert_array_equal(_vectors(cli("embed", "-m", str(d), input=TEXTS)), builtin_vectors)
+
+
+def test_hub_id_served_from_a_local_cache(tmp_path, builtin_vectors):
+    make_model_dir(tmp_path / "cache" / "models" / "acme--mini-onnx")
+    env = {"EMBCLI_CACHE": str(tmp_path / "cache")}
+    np.testing.assert_array_equal(_vectors(cli("embed", "-m", "acme/mini-onnx", input=TEXTS, env=env)), builtin_vectors)
+    r = cli("models", "list", "--json", env=env)
+    assert {"name": "acme/mini-onnx", "source": "cache"}.items() <= orjson.loads(r.out)[1].items()
+    # EMBCLI_MODEL sets the default.
+    env["EMBCLI_MODEL"] = "acme/mini-onnx"
+    r = cli("embed", input=TEXTS, env=env)
+    assert "acme/mini-onnx" in r.err
+
+
+def test_hub_id_offline_says_how_to_get_it(tmp_path):
+    r = cli("embed", "-m", "nobody/no-such-model", input=TEXTS, env={"EMBCLI_CACHE": str(tmp_path)})
+    assert r.code == 1 and r.out == b""
+    assert "cannot download model 'nobody/no-such-model'" in r.err
+    assert "embcli models pull nobody/no-such-model" in r.err and str(tmp_path) in r.err
+    assert not any((tmp_path / "models").glob("*")), "a failed download left files behind"
+
+
+def test_directory_without_onnx_is_refused(tmp_path):
+    d = make_model_dir(tmp_path / "m")
+    (d / "onnx" / "model.onnx").unlink()
+    r = cli("embed", "-m", str(d), input=TEXTS)
+    assert r.code == 4 and "no ONNX graph" in r.err
+
+
+def test_prompts_from_config_and_flags(tmp_path, builtin_vectors):
+    prompts = {"prompts": {"query": "query: ", "passage": "passage: "}, "default_prompt_name": None}
+    d = make_model_dir(tmp_path / "e5ish", config_sentence_transformers=prompts)
+    named = _vectors(cli("embed", "-m", str(d), "--prompt-name", "query", input=TEXTS))
+    literal = _vectors(cli("embed", "--prompt", "query: ", input=TEXTS))
+    np.testing.assert_array_equal(named, literal)
+    assert not np.allclose(named, builtin_vectors, atol=1e-3)
+    r = cli("embed", "-m", str(d), "--prompt-name", "nope", input=TEXTS)
+    assert r.code == 2 and "has no prompt named 'nope' (it has: query, passage)" in r.err
+    # A default prompt name in the config applies without flags.
+    d2 = make_model_dir(tmp_path / "default", config_sentence_transformers={**prompts, "default_prompt_name": "query"})
+    np.testing.assert_array_equal(_vectors(cli("embed", "-m", str(d2), input=TEXTS)), literal)
+
+
+def test_pooling_and_normalization_from_config_and_flags(tmp_path, builtin_vectors):
+    cls = _vectors(cli("embed", "--pooling", "cls", input=TEXTS))
+    assert not np.allclose(cls, builtin_vectors, atol=1e-3)
+    np.testing.assert_allclose(np.linalg.norm(cls, axis=1), 1.0, atol=1e-6)
+    pooling = {"word_embedding_dimension": 384, "pooling_mode_cls_token": True, "pooling_mode_mean_tokens": False}
+    d = make_model_dir(tmp_path / "cls")
+    (d / "1_Pooling" / "config.json").write_bytes(orjson.dumps(pooling))
+    np.testing.assert_array_equal(_vectors(cli("embed", "-m", str(d), input=TEXTS)), cls)
+    raw = _vectors(cli("embed", "--no-normalize", input=TEXTS))
+    assert np.linalg.norm(raw, axis=1).min() > 1.5  # MiniLM's mean-pooled norms are ~2-7
+    np.testing.assert_allclose(raw / np.linalg.norm(raw, axis=1, keepdims=True), builtin_vectors, atol=1e-6)
+    # A model without a Normalize module is not normalized unless asked.
+    d = make_model_dir(tmp_path / "plain")
+    (d / "modules.json").unlink()
+    np.testing.assert_allclose(_vectors(cli("embed", "-m", str(d), input=TEXTS)), raw, atol=1e-6)
+    np.testing.assert_allclose(
+        _vectors(cli("embed", "-m", str(d), "--normalize", input=TEXTS)), builtin_vectors, atol=1e-6
+    )
+
+
+def test_max_length_from_sentence_bert_config(tmp_path):
+    d = make_model_dir(tmp_path / "short", sentence_bert_config={"max_seq_length": 16})
+    r = cli("embed", "-m", str(d), input=orjson.dumps({"text": "word " * 40}) + b"\n")
+    assert r.code == 0 and "truncated to 16 tokens" in r.err
+
+
+def test_models_info():
+    r = cli("models", "info", "--json")
+    assert r.code == 0, r.err
+    info = orjson.loads(r.out)
+    assert info["dimensions"] == 384 and info["max_length"] == 256
+    assert info["pooling"] == "mean" and info["normalize"] is True
+    assert info["sha256"] == info["sha256_pinned"] == "8199be6f699a395f99f89df973f9dc5285fbcfcdb2ae1a4e1201dab014f3d2a6"
+    assert "CPUExecutionProvider" in info["execution_providers"]
+    r = cli("models", "info")
+    assert b"matches the pinned hash" in r.out and b"dimensions:   384" in r.out
+    assert cli("models", "info", "nope").code == 2
+
+
+def test_models_list():
+    r = cli("models", "list")
+    assert r.code == 0 and b"all-MiniLM-L6-v2  builtin" in r.out and b"(default)" in r.out
