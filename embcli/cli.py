@@ -97,4 +97,11 @@ def main() -> None:
     # Die quietly on a closed pipe (`embcli embed | head -1`), like cat and jq do.
     if hasattr(signal, "SIGPIPE"):
         signal.signal(signal.SIGPIPE, signal.SIG_DFL)
-    sys.exit(run())
+    code = run()
+    # Leave without interpreter finalization: a reader thread may still be blocked
+    # on stdin (after Ctrl-C or an early error), and finalizing would abort on its lock.
+    try:
+        sys.stdout.flush()
+    finally:
+        sys.stderr.flush()
+        os._exit(code)

@@ -129,3 +129,26 @@ def test_npy_given_to_embed_is_refused():
     np.save(buf, np.zeros((2, 3), dtype=np.float32))
     r = cli("embed", input=buf.getvalue())
     assert r.code == 3 and "NPY" in r.err
+
+
+def test_interrupt_exits_130_and_leaves_no_partial_file(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "out.jsonl"
+    p = subprocess.Popen(
+        [sys.executable, "-m", "embcli", "embed", "-o", str(out)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    p.stdin.write(GOOD.encode())
+    p.stdin.flush()
+    time.sleep(3)  # let it load the model and embed the first record; stdin stays open
+    p.send_signal(signal.SIGINT)
+    _, err = p.communicate(timeout=60)
+    assert p.returncode == 130
+    assert b"Traceback" not in err and b"Fatal" not in err
+    assert list(tmp_path.iterdir()) == []
