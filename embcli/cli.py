@@ -9,6 +9,7 @@ import traceback
 from typing import Annotated
 
 import typer
+import typer.completion
 
 from embcli import __version__
 from embcli.commands import embed, models
@@ -23,6 +24,9 @@ app = typer.Typer(
     rich_markup_mode="rich",
     context_settings={"help_option_names": ["-h", "--help"]},
 )
+# add_completion=False (no --install-completion noise) also skips registering the shell
+# classes that `_EMBCLI_COMPLETE=complete_bash embcli` (completions/) needs.
+typer.completion.completion_init()
 _debug = {"on": bool(os.environ.get("EMBCLI_DEBUG"))}
 
 

@@ -26,8 +26,8 @@ def test_local_directory_matches_builtin(tmp_path, builtin_vectors):
 
 
 def test_hub_id_served_from_a_local_cache(tmp_path, builtin_vectors):
-    make_model_dir(tmp_path / "cache" / "models" / "acme--mini-onnx")
-    env = {"EMBCLI_CACHE": str(tmp_path / "cache")}
+    make_model_dir(tmp_path / "models" / "acme--mini-onnx")
+    env = {"EMBCLI_MODELS_DIR": str(tmp_path / "models")}
     np.testing.assert_array_equal(_vectors(cli("embed", "-m", "acme/mini-onnx", input=TEXTS, env=env)), builtin_vectors)
     r = cli("models", "list", "--json", env=env)
     assert {"name": "acme/mini-onnx", "source": "cache"}.items() <= orjson.loads(r.out)[1].items()
@@ -38,11 +38,11 @@ def test_hub_id_served_from_a_local_cache(tmp_path, builtin_vectors):
 
 
 def test_hub_id_offline_says_how_to_get_it(tmp_path):
-    r = cli("embed", "-m", "nobody/no-such-model", input=TEXTS, env={"EMBCLI_CACHE": str(tmp_path)})
+    r = cli("embed", "-m", "nobody/no-such-model", input=TEXTS, env={"EMBCLI_MODELS_DIR": str(tmp_path)})
     assert r.code == 1 and r.out == b""
     assert "cannot download model 'nobody/no-such-model'" in r.err
     assert "embcli models pull nobody/no-such-model" in r.err and str(tmp_path) in r.err
-    assert not any((tmp_path / "models").glob("*")), "a failed download left files behind"
+    assert not any(tmp_path.iterdir()), "a failed download left files behind"
 
 
 def test_directory_without_onnx_is_refused(tmp_path):

@@ -79,16 +79,16 @@ def default_model_name() -> str:
     return os.environ.get("EMBCLI_MODEL") or DEFAULT_MODEL
 
 
-def cache_dir() -> Path:
-    """Where hub models are kept: $EMBCLI_CACHE, else $XDG_CACHE_HOME/embcli, else ~/.cache/embcli."""
-    if env := os.environ.get("EMBCLI_CACHE"):
+def models_dir() -> Path:
+    """Where hub models are kept: $EMBCLI_MODELS_DIR, else $XDG_CACHE_HOME/embcli/models, else ~/.cache/…"""
+    if env := os.environ.get("EMBCLI_MODELS_DIR"):
         return Path(env)
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "embcli"
+    return Path(base) / "embcli" / "models"
 
 
 def _cache_path(repo_id: str) -> Path:
-    return cache_dir() / "models" / repo_id.replace("/", "--")
+    return models_dir() / repo_id.replace("/", "--")
 
 
 def resolve_model(name: str | None, download: bool = True) -> ModelSpec:
@@ -258,9 +258,9 @@ def pull_model(repo_id: str) -> Path:
 def list_models() -> list[tuple[str, str, str]]:
     """(name, source, description or path) for built-in and cached models."""
     rows = [(name, "builtin", info["description"]) for name, info in BUILTIN.items()]
-    models_dir = cache_dir() / "models"
-    if models_dir.is_dir():
-        for d in sorted(models_dir.iterdir()):
+    cached = models_dir()
+    if cached.is_dir():
+        for d in sorted(cached.iterdir()):
             if not d.name.startswith(".") and _is_complete(d):
                 rows.append((d.name.replace("--", "/", 1), "cache", str(d)))
     return rows
