@@ -97,7 +97,18 @@ def test_fields_pass_through_and_text_input():
     )
     assert r.code == 0, r.err
     (rec,) = r.records()
-    assert list(rec) == ["id", "body", "meta", "n", "vec"]
+    assert list(rec) == ["id", "body", "meta", "n", "vec", "embedding_model"]
+    assert rec["embedding_model"] == {
+        "model": "all-MiniLM-L6-v2",
+        "model_sha256": "8199be6f699a395f",
+        "dims": 384,
+        "max_length": 256,
+        "pooling": "mean",
+        "normalize": True,
+        "prompt": "",
+    }
+    r = cli("embed", "--model-field", "", "--dims", "64", input='{"text": "no provenance"}\n')
+    assert list(r.records()[0]) == ["text", "embedding"]
     assert rec["meta"] == {"k": [1, 2]} and len(rec["vec"]) == 384
     r = cli("embed", "--input-format", "text", input="first text\nsecond text\n")
     assert [rec["text"] for rec in r.records()] == ["first text", "second text"]

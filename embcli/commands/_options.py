@@ -102,3 +102,12 @@ Threads = Annotated[
 BatchSize = Annotated[
     int, typer.Option("--batch-size", min=1, help="Most texts in one inference batch.", rich_help_panel=SPEED)
 ]
+ModelField = Annotated[
+    str,
+    typer.Option(
+        "--model-field",
+        help="Field that records the model and options that made the vector, so `index` and `search` "
+        "can check and reproduce them; '' leaves it out.",
+        rich_help_panel=IO,
+    ),
+]

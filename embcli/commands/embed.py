@@ -17,8 +17,10 @@ def embed(
     input_format: o.InputFormatOpt = o.InputFormat.jsonl,
     text_field: o.TextField = "text",
     vector_field: o.VectorField = "embedding",
+    model_field: o.ModelField = "embedding_model",
     overwrite: Annotated[
-        bool, typer.Option("--overwrite", help="Replace a vector field the record already has.", rich_help_panel=o.IO)
+        bool,
+        typer.Option("--overwrite", help="Replace vector/model fields the record already has.", rich_help_panel=o.IO),
     ] = False,
     on_error: o.OnErrorOpt = o.OnError.fail,
     model: o.ModelOpt = None,
@@ -135,7 +137,7 @@ def embed(
             bad=bad,
             stats=stats,
             truncate=truncate,
-            reserved_field=None if overwrite else vector_field,
+            reserved=() if overwrite else tuple(f for f in (vector_field, model_field) if f),
         )
         if out_format is o.OutputFormat.npy:
             writer = NpyWriter(out)
@@ -146,9 +148,12 @@ def embed(
             writer.close(width=encoder.dim)
         else:
             jsonl = JsonlWriter(out)
+            provenance = encoder.provenance()
             for recs, vecs in chunks:
                 for rec, vec in zip(recs, vecs, strict=True):
                     rec.data[vector_field] = vec
+                    if model_field:
+                        rec.data[model_field] = provenance
                 jsonl.write_many([rec.data for rec in recs])
                 jsonl.flush()
                 bar.advance(len(recs))

@@ -32,23 +32,24 @@ def embed_records(
     bad: BadRecords,
     stats: EmbedStats,
     truncate: bool = True,
-    reserved_field: str | None = None,
+    reserved: tuple[str, ...] = (),
 ) -> Iterator[tuple[list[Record], np.ndarray]]:
     """Embed each record's text; yields chunks in input order, streaming.
 
     Parsing, checks and tokenization run in a reader thread, ahead of inference.
-    ``reserved_field`` is the field the caller will write: a record that already
-    has it is bad input (the caller asked not to overwrite).
+    ``reserved`` are the fields the caller will write: a record that already has
+    one is bad input (the caller asked not to overwrite).
     """
 
     def tokenized() -> Iterator[Record]:
         for rec in records:
             try:
-                if reserved_field is not None and reserved_field in rec.data:
-                    raise InputError(
-                        f"record already has a {reserved_field!r} field, {where(source, rec.line)}",
-                        hint="write elsewhere with --vector-field NAME, or pass --overwrite",
-                    )
+                for name in reserved:
+                    if name in rec.data:
+                        raise InputError(
+                            f"record already has a {name!r} field, {where(source, rec.line)}",
+                            hint="write elsewhere (--vector-field/--model-field NAME), or pass --overwrite",
+                        )
                 tokens = encoder.tokenize(get_text(rec, text_field, source))
                 if tokens.truncated and not truncate:
                     raise InputError(

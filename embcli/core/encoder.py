@@ -68,8 +68,8 @@ class Encoder:
         self.full_dim = self._output_dim()
         if dims is not None and not 1 <= dims <= self.full_dim:
             raise UsageError(f"--dims must be between 1 and {self.full_dim} for this model, got {dims}")
-        self.dims = dims
-        self.dim = dims or self.full_dim
+        self.dims = dims if dims and dims < self.full_dim else None
+        self.dim = self.dims or self.full_dim
 
     # ------------------------------------------------------------------ loading
 
@@ -198,17 +198,38 @@ class Encoder:
         feed = {k: v for k, v in feed.items() if k in self._input_names}
         return self.session.run([self._output.name], feed)[0], mask
 
-    def describe(self) -> dict:
-        """What makes these vectors what they are (for summaries and index manifests)."""
+    def provenance(self) -> dict:
+        """Everything that makes these vectors what they are: travels with records into indexes."""
         return {
             "model": self.spec.name,
-            "dimensions": self.dim,
+            "model_sha256": self.spec.sha256()[:16],
+            "dims": self.dim,
             "max_length": self.max_length,
             "pooling": self.pooling,
             "normalize": self.normalize,
             "prompt": self.prompt,
-            "device": self.device,
         }
+
+
+def encoder_from_provenance(prov: dict, *, prompt: str | None = None, **runtime: object) -> Encoder:
+    """An encoder that makes vectors exactly as ``prov`` records (``prompt`` overrides, for queries)."""
+    from embcli.core.models import resolve_model
+
+    spec = resolve_model(prov["model"])
+    if not spec.sha256().startswith(prov["model_sha256"]):
+        raise IncompatibleError(
+            f"model {prov['model']!r} here is not the one that made these vectors "
+            f"(sha256 {spec.sha256()[:16]}, recorded {prov['model_sha256']})"
+        )
+    return Encoder(
+        spec,
+        max_length=prov["max_length"],
+        pooling=prov["pooling"],
+        normalize=prov["normalize"],
+        prompt=prov["prompt"] if prompt is None else prompt,
+        dims=prov["dims"],
+        **runtime,
+    )
 
 
 def pool(hidden: np.ndarray, mask: np.ndarray, mode: str) -> np.ndarray:

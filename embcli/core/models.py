@@ -7,7 +7,6 @@ is ``encoder.py``'s job.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -16,6 +15,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from embcli.core.fsutil import sha256_file
 from embcli.errors import EmbcliError, IncompatibleError, UsageError
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
@@ -61,10 +61,13 @@ class ModelSpec:
     prompts: dict[str, str] = field(default_factory=dict)
     default_prompt_name: str | None = None
     expected_sha256: str | None = None
+    _sha256: str | None = field(default=None, repr=False)
 
     def sha256(self) -> str:
-        with open(self.onnx_path, "rb") as f:
-            return hashlib.file_digest(f, "sha256").hexdigest()
+        """The ONNX graph's sha256: the model's identity in provenance records (computed once)."""
+        if self._sha256 is None:
+            self._sha256 = sha256_file(self.onnx_path)
+        return self._sha256
 
     def verify(self) -> None:
         """Refuse a built-in graph whose bytes are not the pinned ones."""

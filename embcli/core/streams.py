@@ -11,7 +11,6 @@ import os
 import stat
 import struct
 import sys
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import BinaryIO
@@ -19,6 +18,7 @@ from typing import BinaryIO
 import numpy as np
 import orjson
 
+from embcli.core.fsutil import atomic_file
 from embcli.errors import InputError, UsageError
 
 NPY_MAGIC = b"\x93NUMPY"
@@ -363,40 +363,6 @@ def _is_fresh_regular_file(f: BinaryIO) -> bool:
         return stat.S_ISREG(os.fstat(f.fileno()).st_mode) and f.seekable() and f.tell() == 0
     except (OSError, ValueError):
         return False
-
-
-@contextlib.contextmanager
-def atomic_file(path: str | os.PathLike) -> Iterator[BinaryIO]:
-    """A file that appears at ``path`` only when the block succeeds (temp + fsync + rename)."""
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
-    except OSError as e:
-        raise UsageError(f"cannot write output: {e.strerror}, {path}") from None
-    try:
-        with os.fdopen(fd, "wb") as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    with contextlib.suppress(OSError):
-        dfd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 @contextlib.contextmanager
