@@ -12,7 +12,7 @@ import typer
 import typer.completion
 
 from embcli import __version__
-from embcli.commands import embed, models
+from embcli.commands import embed, index, models, search
 from embcli.errors import EmbcliError
 
 app = typer.Typer(
@@ -53,6 +53,8 @@ def _global(
 
 
 app.command("embed")(embed.embed)
+app.command("index")(index.index)
+app.command("search")(search.search)
 app.add_typer(models.app, name="models")
 
 

@@ -28,7 +28,7 @@ def main() -> None:
     rows.sort()
     with open(OUT, "wb") as out:
         for rank, name, summary, month in rows[:N]:
-            out.write(orjson.dumps({"id": name, "text": summary, "rank": rank, "released": month}) + b"\n")
+            out.write(orjson.dumps({"id": name, "text": summary, "download_rank": rank, "released": month}) + b"\n")
     print(f"wrote {min(N, len(rows))} records to {OUT}")
 
 

@@ -265,28 +265,34 @@ def iter_embedded(src: Source, vector_field: str, bad: BadRecords) -> Iterator[t
         return
     width: int | None = None
     for rec in iter_records(src, "jsonl", "text", bad):
-        vec = rec.data.get(vector_field)
-        loc = where(src.name, rec.line)
         try:
-            if not isinstance(vec, list) or not vec:
-                raise InputError(
-                    f"record has no {vector_field!r} array, {loc}",
-                    hint="embed it first (embcli embed), or name the field with --vector-field",
-                )
-            try:
-                arr = np.asarray(vec, dtype=np.float32)
-            except (TypeError, ValueError):
-                raise InputError(f"field {vector_field!r} holds non-numbers, {loc}") from None
-            if arr.ndim != 1 or not np.isfinite(arr).all():
-                raise InputError(f"field {vector_field!r} must be a flat array of finite numbers, {loc}")
+            arr = parse_vector(rec.data.get(vector_field), vector_field, where(src.name, rec.line))
             if width is None:
                 width = arr.shape[0]
             elif arr.shape[0] != width:
-                raise InputError(f"vector has {arr.shape[0]} dimensions, earlier ones {width}, {loc}")
+                raise InputError(
+                    f"vector has {arr.shape[0]} dimensions, earlier ones {width}, {where(src.name, rec.line)}"
+                )
         except InputError as e:
             bad.handle(e)
             continue
         yield rec, arr
+
+
+def parse_vector(value: object, vector_field: str, loc: str) -> np.ndarray:
+    """A record's vector field as float32, checked: a flat array of finite numbers."""
+    if not isinstance(value, list) or not value:
+        raise InputError(
+            f"record has no {vector_field!r} array, {loc}",
+            hint="embed it first (embcli embed), or name the field with --vector-field",
+        )
+    try:
+        arr = np.asarray(value, dtype=np.float32)
+    except (TypeError, ValueError):
+        raise InputError(f"field {vector_field!r} holds non-numbers, {loc}") from None
+    if arr.ndim != 1 or not np.isfinite(arr).all():
+        raise InputError(f"field {vector_field!r} must be a flat array of finite numbers, {loc}")
+    return arr
 
 
 # --------------------------------------------------------------------------- writers
@@ -374,3 +380,26 @@ def output_stream(path: str | None) -> Iterator[BinaryIO]:
     else:
         with atomic_file(path) as f:
             yield f
+
+
+def read_ids(path: str) -> list[object]:
+    """Ids, one per line: JSON strings/integers as such, any other line as a plain string."""
+    ids: list[object] = []
+    with Source(path) as src:
+        lineno = 0
+        while line := src.readline():
+            lineno += 1
+            text = line.strip()
+            if not text:
+                continue
+            try:
+                value = orjson.loads(text)
+            except orjson.JSONDecodeError:
+                value = None
+            if not (isinstance(value, (str, int)) and not isinstance(value, bool)):
+                try:
+                    value = text.decode("utf-8")
+                except UnicodeDecodeError:
+                    raise InputError(f"invalid UTF-8 in id, {where(src.name, lineno)}") from None
+            ids.append(value)
+    return ids
