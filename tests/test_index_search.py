@@ -222,3 +222,54 @@ def test_corrupt_index_is_refused(corpus, tmp_path, damage):
     assert expect in r.err and "Traceback" not in r.err and r.out == b""
     r = cli("index", "--append", "-o", str(idx), input=b"")
     assert r.code in (2, 4) and "Traceback" not in r.err
+
+
+def test_sigkill_during_append_leaves_old_or_new_index(corpus, tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    lines = corpus["vec"].read_bytes().splitlines(keepends=True)
+    (tmp_path / "base.jsonl").write_bytes(b"".join(lines[:300]))
+    (tmp_path / "more.jsonl").write_bytes(b"".join(lines[300:]))
+    base = tmp_path / "base.idx"
+    assert cli("index", "-q", "-o", str(base), str(tmp_path / "base.jsonl")).code == 0
+    queries = b"".join(lines[250:350:10])  # vectors from both halves
+
+    def state(idx) -> tuple[int, list]:
+        r = cli("search", "-q", str(idx), "-k", "5", "--exact", input=queries)
+        assert r.code == 0, r.err  # always loadable
+        count = orjson.loads((idx / "manifest.json").read_bytes())["count"]
+        return count, [[h["id"] for h in rec["results"]] for rec in r.records()]
+
+    before = state(base)
+    done = tmp_path / "done.idx"
+    shutil.copytree(base, done)
+    assert cli("index", "-q", "--append", "-o", str(done), str(tmp_path / "more.jsonl")).code == 0
+    after = state(done)
+    assert before[0] == 300 and after[0] == 2000 and before != after
+
+    start = time.monotonic()
+    cli("index", "-q", "--append", "-o", str(done), str(tmp_path / "more.jsonl"))  # how long a write takes
+    full = time.monotonic() - start
+    outcomes = set()
+    for i, fraction in enumerate((0.05, 0.2, 0.35, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1.1)):
+        idx = tmp_path / f"k{i}.idx"
+        shutil.copytree(base, idx)
+        p = subprocess.Popen(
+            [sys.executable, "-m", "embcli", "index", "-q", "--append", "-o", str(idx), str(tmp_path / "more.jsonl")],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        time.sleep(full * fraction)
+        p.send_signal(signal.SIGKILL)
+        p.wait()
+        got = state(idx)
+        assert got in (before, after), f"killed at {fraction:.0%}: index is neither old nor new"
+        outcomes.add(got == after)
+        # The next writer cleans up and succeeds.
+        assert cli("index", "-q", "--append", "-o", str(idx), str(tmp_path / "more.jsonl")).code == 0
+        assert state(idx) == after
+        assert len(list(idx.iterdir())) == 4  # manifest, lock, vectors, meta: no leftovers
+    assert False in outcomes  # at least one kill landed mid-write
