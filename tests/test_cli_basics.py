@@ -6,15 +6,33 @@ import subprocess
 import sys
 
 import pytest
-from conftest import cli
+from conftest import EXAMPLES, cli
 
 HEAVY = ("onnxruntime", "tokenizers", "usearch")
 
 # Commands that read a stream on stdin; each later subcommand joins this list.
-STREAM_COMMANDS = [["embed"]]
+# "{idx}" stands for a small index built from the example file.
+# The last item names the input for the `| head` case: raw text records or embedded ones.
+STREAM_COMMANDS = [["embed", "{text}"], ["index", "-o", "{new}", "{vec}"], ["search", "{idx}", "{vec}"]]
 
 
-@pytest.mark.parametrize("args", [["--help"], ["embed", "--help"], ["models", "--help"]])
+@pytest.fixture(scope="module")
+def paths(tmp_path_factory) -> dict:
+    d = tmp_path_factory.mktemp("contract")
+    vec = cli("embed", "-q", str(EXAMPLES / "packages.jsonl")).out
+    (d / "vec.jsonl").write_bytes(vec)
+    assert cli("index", "-q", "-o", str(d / "ex.idx"), str(d / "vec.jsonl")).code == 0
+    return {
+        "idx": str(d / "ex.idx"),
+        "new": str(d / "new.idx"),
+        "vec": str(d / "vec.jsonl"),
+        "text": str(EXAMPLES / "packages.jsonl"),
+    }
+
+
+@pytest.mark.parametrize(
+    "args", [["--help"], ["embed", "--help"], ["models", "--help"], ["index", "--help"], ["search", "--help"]]
+)
 def test_help_imports_no_heavy_module(args):
     code = (
         "import sys\nfrom embcli.cli import run\n"
@@ -28,14 +46,24 @@ def test_help_imports_no_heavy_module(args):
     assert "Usage" in p.stdout
 
 
-@pytest.mark.parametrize("args", STREAM_COMMANDS, ids=lambda a: " ".join(a))
-def test_contract_help_empty_malformed(args):
+@pytest.mark.parametrize("template", STREAM_COMMANDS, ids=lambda a: a[0])
+def test_contract_help_empty_malformed_head(template, paths):
+    *args, head_input = [a.format(**paths) for a in template]
     r = cli(*args, "--help")
     assert r.code == 0 and b"Usage" in r.out
     r = cli(*args, input=b"")
     assert (r.code, r.out) == (0, b""), r.err
-    r = cli(*args, input=b'{"text": "fine"}\n{not json\n')
-    assert r.code == 3 and "line 2" in r.err and "Traceback" not in r.err
+    r = cli(*args, input=b'{not json\n')
+    assert r.code == 3 and "invalid JSON" in r.err and "line 1" in r.err and "Traceback" not in r.err
+    # Closing the pipe early ends quietly: no traceback, no "Exception ignored".
+    cmd = " ".join(f"'{a}'" for a in args)
+    p = subprocess.run(
+        f"'{sys.executable}' -m embcli {cmd} -q < '{head_input}' | head -c 10",
+        shell=True,
+        capture_output=True,
+        timeout=300,
+    )
+    assert p.stderr == b"", p.stderr.decode()
 
 
 def test_version():

@@ -200,9 +200,11 @@ def index(
             flush()
             if row_ids is not None and rows != len(row_ids):
                 raise InputError(f"--ids has {len(row_ids)} ids for {rows} rows, {src.name}")
-            if writer.dims is None and writer.old is None:
-                raise InputError(f"no vectors to index, {src.name}", hint="embed some records first")
             elapsed = bar.elapsed()
+        if rows == 0:  # empty input: nothing to change, and an index needs at least its width
+            writer.abort()
+            say(f"no vectors in the input; {output} left as it was", quiet)
+            return
         manifest = writer.commit()
     except BaseException:
         writer.abort()

@@ -315,8 +315,10 @@ class IndexWriter:
         exists = (self.path / MANIFEST).exists()
         if exists and not (append or force):
             raise UsageError(f"an index already exists at {self.path}", hint="--append adds to it, --force rebuilds it")
-        if not exists and self.path.exists() and any(self.path.iterdir()) and not force:
+        foreign = [p for p in self.path.iterdir() if not _is_ours(p.name)] if self.path.is_dir() else []
+        if not exists and foreign and not force:
             raise UsageError(f"directory is not empty and holds no index, {self.path}")
+        self._created = not self.path.exists()
         self.path.mkdir(parents=True, exist_ok=True)
         self._lock = open(self.path / ".lock", "w")  # noqa: SIM115 - held until commit/abort
         try:
@@ -479,6 +481,8 @@ class IndexWriter:
         with contextlib.suppress(FileNotFoundError):
             (self.path / self.meta_name).unlink()
         self._unlock()
+        if self._created:  # leave no empty index directory behind
+            shutil.rmtree(self.path, ignore_errors=True)
 
     def _unlock(self) -> None:
         with contextlib.suppress(Exception):
@@ -493,12 +497,18 @@ class IndexWriter:
         except IncompatibleError:
             pass
         for p in self.path.iterdir():
-            is_gen = p.name.startswith(("vectors.", "meta.")) or (
-                p.name.startswith(".manifest.json.") and p.name.endswith(".tmp")
-            )
-            if is_gen and p.name not in keep:
+            if _is_ours(p.name) and p.name not in keep and p.name not in (MANIFEST, ".lock"):
                 with contextlib.suppress(FileNotFoundError):
                     p.unlink()
+
+
+def _is_ours(name: str) -> bool:
+    """Files an index directory may hold: its own, or leftovers of an interrupted write."""
+    return (
+        name in (MANIFEST, ".lock")
+        or name.startswith(("vectors.", "meta."))
+        or (name.startswith(f".{MANIFEST}.") and name.endswith(".tmp"))
+    )
 
 
 def _next_generation(path: Path) -> int:
