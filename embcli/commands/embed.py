@@ -85,6 +85,20 @@ def embed(
             rich_help_panel=o.MODEL,
         ),
     ] = None,
+    cache: Annotated[
+        Optional[str],
+        typer.Option(
+            "--cache",
+            envvar="EMBCLI_CACHE",
+            help="SQLite cache of vectors by text, model and options: unchanged texts skip inference. "
+            "Default: $EMBCLI_CACHE.",
+            show_default=False,
+            rich_help_panel=o.SPEED,
+        ),
+    ] = None,
+    no_cache: Annotated[
+        bool, typer.Option("--no-cache", help="Ignore $EMBCLI_CACHE for this run.", rich_help_panel=o.SPEED)
+    ] = False,
     device: o.DeviceOpt = o.Device.auto,
     threads: o.Threads = None,
     batch_size: o.BatchSize = 32,
@@ -127,6 +141,11 @@ def embed(
     )
     bad = BadRecords(skip=on_error is o.OnError.skip)
     stats = EmbedStats()
+    store = None
+    if cache and not no_cache:
+        from embcli.core.cache import EmbeddingCache, spec_of
+
+        store = EmbeddingCache(cache, spec_of(encoder), encoder.dim)
     with Source(input) as src, output_stream(output) as out, progress("embedding", "texts", quiet) as bar:
         records = iter_records(src, input_format.value, text_field, bad)
         chunks = embed_records(
@@ -138,6 +157,7 @@ def embed(
             stats=stats,
             truncate=truncate,
             reserved=() if overwrite else tuple(f for f in (vector_field, model_field) if f),
+            cache=store,
         )
         if out_format is o.OutputFormat.npy:
             writer = NpyWriter(out)
@@ -159,12 +179,15 @@ def embed(
                 bar.advance(len(recs))
         elapsed = bar.elapsed()
 
+    if store is not None:
+        store.close()
     if stats.truncated:
         warn(f"{stats.truncated} text{'s' * (stats.truncated != 1)} truncated to {encoder.max_length} tokens", quiet)
     if summary := bad.summary():
         warn(summary, quiet)
+    cached = f"; {stats.cached:,} from the cache, {encoder.batches_run:,} model batches" if store else ""
     say(
-        f"embedded {stats.texts:,} text{'s' * (stats.texts != 1)} ({stats.tokens:,} tokens) in {elapsed:.1f}s, "
+        f"embedded {stats.texts:,} text{'s' * (stats.texts != 1)} ({stats.tokens:,} tokens{cached}) in {elapsed:.1f}s, "
         f"{stats.texts / max(elapsed, 1e-9):,.0f} texts/s · {encoder.spec.name}, {encoder.dim}-d, {encoder.device}",
         quiet,
     )

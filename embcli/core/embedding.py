@@ -7,7 +7,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from embcli.core.encoder import Encoder
+from embcli.core.cache import EmbeddingCache, text_hash
+from embcli.core.encoder import Encoder, Tokens
 from embcli.core.prefetch import chunked_prefetch
 from embcli.core.streams import BadRecords, Record, get_text, where
 from embcli.errors import InputError
@@ -21,6 +22,7 @@ class EmbedStats:
     texts: int = 0
     tokens: int = 0
     truncated: int = 0
+    cached: int = 0  # vectors taken from the cache, no inference
 
 
 def embed_records(
@@ -33,15 +35,26 @@ def embed_records(
     stats: EmbedStats,
     truncate: bool = True,
     reserved: tuple[str, ...] = (),
+    cache: EmbeddingCache | None = None,
 ) -> Iterator[tuple[list[Record], np.ndarray]]:
     """Embed each record's text; yields chunks in input order, streaming.
 
-    Parsing, checks and tokenization run in a reader thread, ahead of inference.
-    ``reserved`` are the fields the caller will write: a record that already has
-    one is bad input (the caller asked not to overwrite).
+    Parsing, checks, cache look-ups and tokenization run in a reader thread,
+    ahead of inference. ``reserved`` are the fields the caller will write: a
+    record that already has one is bad input (the caller asked not to
+    overwrite). With a ``cache``, known texts skip tokenization and inference,
+    and new vectors are stored, one transaction per chunk.
     """
 
     def tokenized() -> Iterator[Record]:
+        lookup = cache.clone() if cache else None  # the reader thread's own connection
+        try:
+            yield from checked(lookup)
+        finally:
+            if lookup is not None:
+                lookup.close()
+
+    def checked(lookup: EmbeddingCache | None) -> Iterator[Record]:
         for rec in records:
             try:
                 for name in reserved:
@@ -50,7 +63,17 @@ def embed_records(
                             f"record already has a {name!r} field, {where(source, rec.line)}",
                             hint="write elsewhere (--vector-field/--model-field NAME), or pass --overwrite",
                         )
-                tokens = encoder.tokenize(get_text(rec, text_field, source))
+                text = get_text(rec, text_field, source)
+                if lookup is not None:
+                    key = text_hash(text)
+                    rec.extra["key"] = key
+                    if hit := lookup.get(key):
+                        tokens = Tokens([], hit[2], hit[1])
+                        rec.extra["vector"] = hit[0]
+                    else:
+                        tokens = encoder.tokenize(text)
+                else:
+                    tokens = encoder.tokenize(text)
                 if tokens.truncated and not truncate:
                     raise InputError(
                         f"text is longer than {encoder.max_length} tokens, {where(source, rec.line)}",
@@ -63,8 +86,23 @@ def embed_records(
             yield rec
 
     for chunk in chunked_prefetch(tokenized(), CHUNK):
-        ids = [rec.extra.pop("tokens") for rec in chunk]
-        stats.texts += len(ids)
-        stats.tokens += sum(len(t.ids) for t in ids)
-        stats.truncated += sum(t.truncated for t in ids)
-        yield chunk, encoder.encode_ids([t.ids for t in ids])
+        tokens = [rec.extra.pop("tokens") for rec in chunk]
+        stats.texts += len(tokens)
+        stats.tokens += sum(t.count for t in tokens)
+        stats.truncated += sum(t.truncated for t in tokens)
+        todo = [i for i, rec in enumerate(chunk) if "vector" not in rec.extra]
+        vectors = np.empty((len(chunk), encoder.dim), dtype=np.float32)
+        if todo:
+            vectors[todo] = encoder.encode_ids([tokens[i].ids for i in todo])
+        for i, rec in enumerate(chunk):
+            if "vector" in rec.extra:
+                vectors[i] = rec.extra.pop("vector")
+        if cache is not None:
+            new = [(chunk[i].extra["key"], vectors[i], tokens[i].count, tokens[i].truncated) for i in todo]
+            computed = set(todo)
+            hits = [rec.extra["key"] for i, rec in enumerate(chunk) if i not in computed]
+            cache.put_and_touch(new, hits)
+            stats.cached += len(chunk) - len(todo)
+            for rec in chunk:
+                rec.extra.pop("key")
+        yield chunk, vectors

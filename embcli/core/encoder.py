@@ -22,6 +22,11 @@ DEVICES = ("auto", "cpu", "cuda")
 class Tokens:
     ids: list[int]
     truncated: bool
+    cached_count: int | None = None  # token count of a cached text, whose ids were not computed
+
+    @property
+    def count(self) -> int:
+        return len(self.ids) if self.cached_count is None else self.cached_count
 
 
 def default_threads() -> int:
@@ -66,6 +71,7 @@ class Encoder:
         self._load_tokenizer()
         self._load_session(device, threads or default_threads())
         self.full_dim = self._output_dim()
+        self.batches_run = 0  # inference calls on user texts (the cache's proof of work saved)
         if dims is not None and not 1 <= dims <= self.full_dim:
             raise UsageError(f"--dims must be between 1 and {self.full_dim} for this model, got {dims}")
         self.dims = dims if dims and dims < self.full_dim else None
@@ -156,6 +162,7 @@ class Encoder:
         order = np.argsort(lengths, kind="stable")
         for batch in self._batches(order, lengths):
             out[batch] = self._embed_batch([ids[i] for i in batch])
+            self.batches_run += 1
         return out
 
     def _batches(self, order: np.ndarray, lengths: np.ndarray) -> list[np.ndarray]:

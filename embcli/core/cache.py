@@ -1,0 +1,164 @@
+"""A content-addressed cache of vectors, so re-embedding unchanged text costs nothing.
+
+A vector is stored under (spec, sha256(text)), where the spec digests everything
+that changes the vector: the model's files (ONNX graph and tokenizer hashes),
+prompt, max length, pooling, normalization and dims. Only vectors are cached:
+a record's other fields always come from the current input.
+
+SQLite in WAL mode with a busy timeout: several jobs can share one cache, each
+commits per chunk, and a job killed mid-run keeps what it had committed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import orjson
+
+from embcli.core.fsutil import sha256_file
+from embcli.errors import IncompatibleError, UsageError
+
+if TYPE_CHECKING:
+    from embcli.core.encoder import Encoder
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS specs (
+    id INTEGER PRIMARY KEY,
+    digest BLOB NOT NULL UNIQUE,
+    description TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS vectors (
+    spec INTEGER NOT NULL,
+    text_hash BLOB NOT NULL,
+    vector BLOB NOT NULL,
+    n_tokens INTEGER NOT NULL,
+    truncated INTEGER NOT NULL,
+    used INTEGER NOT NULL,
+    PRIMARY KEY (spec, text_hash)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS vectors_used ON vectors (used);
+"""
+BUSY_TIMEOUT_S = 60
+
+
+def connect(path: str | Path) -> sqlite3.Connection:
+    try:
+        db = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: a crash loses at most the last commit
+        db.executescript(_SCHEMA)
+    except sqlite3.DatabaseError as e:
+        raise IncompatibleError(f"cannot use embedding cache ({e}), {path}") from None
+    return db
+
+
+def spec_of(encoder: Encoder) -> dict:
+    """What must match for a cached vector to be reused: model files and every vector option.
+
+    The model's name is left out: the same files under another path make the same vectors.
+    """
+    return {
+        **{k: v for k, v in encoder.provenance().items() if k != "model"},
+        "model_sha256": encoder.spec.sha256(),
+        "tokenizer_sha256": sha256_file(encoder.spec.tokenizer_path),
+    }
+
+
+def text_hash(text: str) -> bytes:
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest()
+
+
+class EmbeddingCache:
+    """One model spec's view of a cache file. Use one instance per thread."""
+
+    def __init__(self, path: str | Path, spec: dict, dims: int) -> None:
+        self.path = Path(path)
+        if self.path.is_dir():
+            raise UsageError(f"--cache must be a file, not a directory, {self.path}")
+        self.db = connect(self.path)
+        self.dims = dims
+        description = orjson.dumps(spec, option=orjson.OPT_SORT_KEYS)
+        digest = hashlib.sha256(description).digest()
+        self.db.execute(
+            "INSERT OR IGNORE INTO specs (digest, description) VALUES (?, ?)", (digest, description.decode())
+        )
+        self.spec_id = self.db.execute("SELECT id FROM specs WHERE digest = ?", (digest,)).fetchone()[0]
+
+    def clone(self) -> EmbeddingCache:
+        """The same cache through a new connection (SQLite connections stay in one thread)."""
+        other = object.__new__(EmbeddingCache)
+        other.path, other.dims, other.spec_id = self.path, self.dims, self.spec_id
+        other.db = connect(self.path)
+        return other
+
+    def get(self, key: bytes) -> tuple[np.ndarray, int, bool] | None:
+        row = self.db.execute(
+            "SELECT vector, n_tokens, truncated FROM vectors WHERE spec = ? AND text_hash = ?", (self.spec_id, key)
+        ).fetchone()
+        if row is None:
+            return None
+        vec = np.frombuffer(row[0], dtype=np.float32)
+        if vec.shape != (self.dims,):
+            return None  # not ours to trust: recompute (and overwrite)
+        return vec, row[1], bool(row[2])
+
+    def put_and_touch(self, new: list[tuple[bytes, np.ndarray, int, bool]], hits: list[bytes]) -> None:
+        """Store new vectors and mark hits as used now: one transaction per chunk."""
+        now = int(time.time())
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            self.db.executemany(
+                "INSERT OR REPLACE INTO vectors (spec, text_hash, vector, n_tokens, truncated, used) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                [(self.spec_id, k, np.asarray(v, np.float32).tobytes(), n, int(t), now) for k, v, n, t in new],
+            )
+            self.db.executemany(
+                "UPDATE vectors SET used = ? WHERE spec = ? AND text_hash = ? AND used < ?",
+                [(now, self.spec_id, k, now) for k in hits],
+            )
+            self.db.execute("COMMIT")
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+
+    def close(self) -> None:
+        self.db.close()
+
+
+def cache_stats(path: str | Path) -> dict:
+    db = connect(path)
+    try:
+        rows = db.execute(
+            "SELECT s.description, count(v.spec), min(v.used), max(v.used) FROM specs s "
+            "LEFT JOIN vectors v ON v.spec = s.id GROUP BY s.id ORDER BY s.id"
+        ).fetchall()
+        total = db.execute("SELECT count(*) FROM vectors").fetchone()[0]
+    finally:
+        db.close()
+    size = sum(p.stat().st_size for p in Path(path).parent.glob(Path(path).name + "*") if p.is_file())
+    return {
+        "path": str(path),
+        "vectors": total,
+        "bytes": size,
+        "specs": [
+            {"spec": orjson.loads(desc), "vectors": n, "oldest_use": oldest, "newest_use": newest}
+            for desc, n, oldest, newest in rows
+        ],
+    }
+
+
+def prune(path: str | Path, older_than_s: float) -> int:
+    """Drop vectors unused for ``older_than_s`` seconds; returns how many."""
+    db = connect(path)
+    try:
+        cutoff = int(time.time() - older_than_s)
+        n = db.execute("DELETE FROM vectors WHERE used < ?", (cutoff,)).rowcount
+        db.execute("VACUUM")
+    finally:
+        db.close()
+    return n
