@@ -43,11 +43,13 @@ class Pooling(str, Enum):
 
 InputArg = Annotated[
     Optional[str],
-    typer.Argument(help="Input file; '-' or none reads stdin.", show_default=False),
+    typer.Argument(help="Input file; '-' or none reads stdin.", show_default=False, metavar="INPUT"),
 ]
 Output = Annotated[
     Optional[str],
-    typer.Option("-o", "--output", help="Write to this file (atomically) instead of stdout.", rich_help_panel=IO),
+    typer.Option(
+        "-o", "--output", metavar="PATH", help="Write to this file (atomically) instead of stdout.", rich_help_panel=IO
+    ),
 ]
 InputFormatOpt = Annotated[
     InputFormat,
@@ -64,8 +66,12 @@ FormatOpt = Annotated[
         rich_help_panel=IO,
     ),
 ]
-TextField = Annotated[str, typer.Option("--text-field", help="Field that holds the text.", rich_help_panel=IO)]
-VectorField = Annotated[str, typer.Option("--vector-field", help="Field that holds the vector.", rich_help_panel=IO)]
+TextField = Annotated[
+    str, typer.Option("--text-field", metavar="NAME", help="Field that holds the text.", rich_help_panel=IO)
+]
+VectorField = Annotated[
+    str, typer.Option("--vector-field", metavar="NAME", help="Field that holds the vector.", rich_help_panel=IO)
+]
 OnErrorOpt = Annotated[
     OnError,
     typer.Option("--on-error", help="Bad records: fail on the first, or skip them and count.", rich_help_panel=IO),
@@ -76,6 +82,7 @@ ModelOpt = Annotated[
     typer.Option(
         "-m",
         "--model",
+        metavar="NAME",
         help="Built-in name, local model directory, or hub repo id. Default: $EMBCLI_MODEL, else all-MiniLM-L6-v2.",
         show_default=False,
         rich_help_panel=MODEL,
@@ -100,12 +107,14 @@ Threads = Annotated[
     ),
 ]
 BatchSize = Annotated[
-    int, typer.Option("--batch-size", min=1, help="Most texts in one inference batch.", rich_help_panel=SPEED)
+    int,
+    typer.Option("--batch-size", min=1, metavar="N", help="Most texts in one inference batch.", rich_help_panel=SPEED),
 ]
 ModelField = Annotated[
     str,
     typer.Option(
         "--model-field",
+        metavar="NAME",
         help="Field that records the model and options that made the vector, so `index` and `search` "
         "can check and reproduce them; '' leaves it out.",
         rich_help_panel=IO,

@@ -28,6 +28,7 @@ def embed(
         Optional[str],
         typer.Option(
             "--prompt",
+            metavar="TEXT",
             help="Text put before every input (e.g. 'query: ').",
             show_default=False,
             rich_help_panel=o.MODEL,
@@ -37,6 +38,7 @@ def embed(
         Optional[str],
         typer.Option(
             "--prompt-name",
+            metavar="NAME",
             help="A prompt from the model's config_sentence_transformers.json.",
             show_default=False,
             rich_help_panel=o.MODEL,
@@ -46,6 +48,7 @@ def embed(
         Optional[int],
         typer.Option(
             "--max-length",
+            metavar="N",
             min=2,
             help="Token limit per text. Default: the model's.",
             show_default=False,
@@ -79,6 +82,7 @@ def embed(
         Optional[int],
         typer.Option(
             "--dims",
+            metavar="N",
             min=1,
             help="Matryoshka: keep the first N dimensions, then renormalize.",
             show_default=False,
@@ -89,6 +93,7 @@ def embed(
         Optional[str],
         typer.Option(
             "--cache",
+            metavar="FILE",
             envvar="EMBCLI_CACHE",
             help="SQLite cache of vectors by text, model and options: unchanged texts skip inference. "
             "Default: $EMBCLI_CACHE.",
@@ -106,6 +111,7 @@ def embed(
         int,
         typer.Option(
             "--max-batch-tokens",
+            metavar="N",
             min=1,
             help="Most padded tokens in one batch (caps memory on long texts).",
             rich_help_panel=o.SPEED,

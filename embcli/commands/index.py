@@ -31,7 +31,12 @@ def index(
     output: Annotated[
         Optional[str],
         typer.Option(
-            "-o", "--output", help="The index (a directory) to write.", show_default=False, rich_help_panel=o.IO
+            "-o",
+            "--output",
+            metavar="PATH",
+            help="The index (a directory) to write.",
+            show_default=False,
+            rich_help_panel=o.IO,
         ),
     ] = None,
     append: Annotated[
@@ -49,6 +54,7 @@ def index(
         Optional[str],
         typer.Option(
             "--delete-ids",
+            metavar="FILE",
             help="Remove the ids in FILE (one per line) from the index given as -o or INPUT.",
             show_default=False,
             rich_help_panel=INDEX,
@@ -58,6 +64,7 @@ def index(
         Optional[str],
         typer.Option(
             "--ids",
+            metavar="FILE",
             help="For NPY input: ids, one per line, in row order. Default: row numbers.",
             show_default=False,
             rich_help_panel=o.IO,
@@ -68,6 +75,7 @@ def index(
         typer.Option(
             "-m",
             "--model",
+            metavar="NAME",
             help="Model of vectors that do not record one (NPY, or JSONL without a model field); "
             "checked against their width.",
             show_default=False,
@@ -81,18 +89,26 @@ def index(
         DType, typer.Option("--dtype", help="Storage precision of the vectors.", rich_help_panel=INDEX)
     ] = DType.f32,
     connectivity: Annotated[
-        int, typer.Option("--connectivity", min=2, help="HNSW edges per node (M).", rich_help_panel=INDEX)
+        int, typer.Option("--connectivity", min=2, metavar="N", help="HNSW edges per node (M).", rich_help_panel=INDEX)
     ] = 16,
     expansion_add: Annotated[
         int,
         typer.Option(
-            "--expansion-add", min=1, help="HNSW candidate list while building (efConstruction).", rich_help_panel=INDEX
+            "--expansion-add",
+            metavar="N",
+            min=1,
+            help="HNSW candidate list while building (efConstruction).",
+            rich_help_panel=INDEX,
         ),
     ] = 128,
     expansion_search: Annotated[
         int,
         typer.Option(
-            "--expansion-search", min=1, help="Default HNSW candidate list at search time (ef).", rich_help_panel=INDEX
+            "--expansion-search",
+            metavar="N",
+            min=1,
+            help="Default HNSW candidate list at search time (ef).",
+            rich_help_panel=INDEX,
         ),
     ] = 64,
     store_text: Annotated[
@@ -108,6 +124,7 @@ def index(
         typer.Option(
             "--threads",
             min=1,
+            metavar="N",
             help="Build threads. 1 (default) builds the same graph every run; more is faster, "
             "but the graph then depends on thread timing.",
             rich_help_panel=o.SPEED,

@@ -14,14 +14,16 @@ CHUNK = 256  # queries embedded and searched together
 
 
 def search(
-    indexes: Annotated[list[str], typer.Argument(help="Index path(s); several are searched as shards and merged.")],
+    indexes: Annotated[
+        list[str], typer.Argument(help="Index path(s); several are searched as shards and merged.", metavar="INDEX...")
+    ],
     queries: Annotated[
         Optional[str],
         typer.Option(
             "--queries", help="Read queries from FILE instead of stdin.", show_default=False, rich_help_panel=o.IO
         ),
     ] = None,
-    k: Annotated[int, typer.Option("-k", min=1, help="Hits per query.", rich_help_panel=SEARCH)] = 10,
+    k: Annotated[int, typer.Option("-k", min=1, metavar="N", help="Hits per query.", rich_help_panel=SEARCH)] = 10,
     exact: Annotated[
         bool, typer.Option("--exact", help="Brute force instead of the HNSW graph.", rich_help_panel=SEARCH)
     ] = False,
@@ -29,6 +31,7 @@ def search(
         Optional[str],
         typer.Option(
             "--where",
+            metavar="EXPR",
             help="Filter on payload fields: =, !=, <, <=, >, >=, IN (...), IS NULL, BETWEEN, AND/OR/NOT, "
             "e.g. \"section = 'games' AND year >= 2020\".",
             show_default=False,
@@ -39,6 +42,7 @@ def search(
         Optional[int],
         typer.Option(
             "--expansion-search",
+            metavar="N",
             min=1,
             help="HNSW candidate list (ef); more is slower and more exact. Default: the index's.",
             show_default=False,
@@ -49,6 +53,7 @@ def search(
         int,
         typer.Option(
             "--full-scan-threshold",
+            metavar="N",
             min=0,
             help="With --where: filters matching at most N records are searched exactly; above it, "
             "the HNSW graph is searched with oversampling.",
@@ -59,12 +64,13 @@ def search(
         bool, typer.Option("--flat", help="One line per hit instead of one per query.", rich_help_panel=o.IO)
     ] = False,
     output_field: Annotated[
-        str, typer.Option("--output-field", help="Field that holds the hits.", rich_help_panel=o.IO)
+        str, typer.Option("--output-field", metavar="NAME", help="Field that holds the hits.", rich_help_panel=o.IO)
     ] = "results",
     query_prompt: Annotated[
         Optional[str],
         typer.Option(
             "--query-prompt",
+            metavar="TEXT",
             help="Prompt for text queries instead of the index's (asymmetric models).",
             show_default=False,
             rich_help_panel=o.MODEL,
@@ -74,6 +80,7 @@ def search(
         Optional[str],
         typer.Option(
             "--prompt-name",
+            metavar="NAME",
             help="Named prompt of the index's model for text queries (e.g. query).",
             show_default=False,
             rich_help_panel=o.MODEL,
