@@ -13,7 +13,12 @@ HEAVY = ("onnxruntime", "tokenizers", "usearch")
 # Commands that read a stream on stdin; each later subcommand joins this list.
 # "{idx}" stands for a small index built from the example file.
 # The last item names the input for the `| head` case: raw text records or embedded ones.
-STREAM_COMMANDS = [["embed", "{text}"], ["index", "-o", "{new}", "{vec}"], ["search", "{idx}", "{vec}"]]
+STREAM_COMMANDS = [
+    ["embed", "{text}"],
+    ["index", "-o", "{new}", "{vec}"],
+    ["search", "{idx}", "{vec}"],
+    ["quantize", "--to", "binary", "{vec}"],
+]
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +36,8 @@ def paths(tmp_path_factory) -> dict:
 
 
 @pytest.mark.parametrize(
-    "args", [["--help"], ["embed", "--help"], ["models", "--help"], ["index", "--help"], ["search", "--help"]]
+    "args",
+    [["--help"], *([cmd, "--help"] for cmd in ("embed", "models", "index", "search", "quantize", "cache"))],
 )
 def test_help_imports_no_heavy_module(args):
     code = (
@@ -53,7 +59,7 @@ def test_contract_help_empty_malformed_head(template, paths):
     assert r.code == 0 and b"Usage" in r.out
     r = cli(*args, input=b"")
     assert (r.code, r.out) == (0, b""), r.err
-    r = cli(*args, input=b'{not json\n')
+    r = cli(*args, input=b"{not json\n")
     assert r.code == 3 and "invalid JSON" in r.err and "line 1" in r.err and "Traceback" not in r.err
     # Closing the pipe early ends quietly: no traceback, no "Exception ignored".
     cmd = " ".join(f"'{a}'" for a in args)

@@ -24,6 +24,7 @@ class DType(str, Enum):
     f32 = "f32"
     f16 = "f16"
     i8 = "i8"
+    b1 = "b1"
 
 
 def index(
@@ -86,7 +87,12 @@ def index(
         Metric, typer.Option("--metric", help="Similarity: cosine, inner product or Euclidean.", rich_help_panel=INDEX)
     ] = Metric.cos,
     dtype: Annotated[
-        DType, typer.Option("--dtype", help="Storage precision of the vectors.", rich_help_panel=INDEX)
+        DType,
+        typer.Option(
+            "--dtype",
+            help="Storage precision: f32, f16, i8, or b1 (sign bits, Hamming; pair with search --rescore).",
+            rich_help_panel=INDEX,
+        ),
     ] = DType.f32,
     connectivity: Annotated[
         int, typer.Option("--connectivity", min=2, metavar="N", help="HNSW edges per node (M).", rich_help_panel=INDEX)
@@ -111,6 +117,16 @@ def index(
             rich_help_panel=INDEX,
         ),
     ] = 64,
+    keep_floats: Annotated[
+        Optional[bool],
+        typer.Option(
+            "--keep-floats/--no-keep-floats",
+            help="Keep float32 vectors beside the index for `search --rescore` and exact search. "
+            "Default: yes for i8 and b1.",
+            show_default=False,
+            rich_help_panel=INDEX,
+        ),
+    ] = None,
     store_text: Annotated[
         bool,
         typer.Option("--store-text/--no-store-text", help="Keep the text field in the payload.", rich_help_panel=INDEX),
@@ -159,7 +175,7 @@ def index(
     if not output:
         raise UsageError("give the index path with -o PATH")
 
-    options = IndexOptions(metric.value, dtype.value, connectivity, expansion_add, expansion_search)
+    options = IndexOptions(metric.value, dtype.value, connectivity, expansion_add, expansion_search, keep_floats)
     writer = IndexWriter(
         output, options, append=append, force=force, store_text=store_text, text_field=text_field, threads=threads
     )

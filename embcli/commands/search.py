@@ -49,6 +49,17 @@ def search(
             rich_help_panel=SEARCH,
         ),
     ] = None,
+    rescore: Annotated[
+        int,
+        typer.Option(
+            "--rescore",
+            metavar="M",
+            min=0,
+            help="Take M·k candidates from a compact (i8, b1) index and re-rank them by float scores "
+            "from the kept float vectors.",
+            rich_help_panel=SEARCH,
+        ),
+    ] = 0,
     full_scan_threshold: Annotated[
         int,
         typer.Option(
@@ -161,7 +172,7 @@ def search(
                 if vector_field in rec.data:
                     vec = parse_vector(rec.data[vector_field], vector_field, loc)
                     qprov = rec.data.get(model_field) if model_field else None
-                    if qprov is not None and prov is not None and qprov != prov and query_prompt is None:
+                    if qprov is not None and prov is not None and _differs(qprov, prov):
                         raise IncompatibleError(f"query vector made by another model or options than the index, {loc}")
                     if len(vec) != dims:
                         raise IncompatibleError(f"query vector has {len(vec)} dimensions, the index {dims}, {loc}")
@@ -188,6 +199,7 @@ def search(
         "where": where_,
         "expansion_search": expansion_search,
         "full_scan_threshold": full_scan_threshold,
+        "rescore": rescore,
     }
     n_queries = 0
     with Source(queries) as src, output_stream(None) as out, progress("searching", "queries", quiet) as bar:
@@ -254,3 +266,10 @@ def _emit(writer, readers, chunk, hits, flat, output_field, vector_field, model_
             lines.append({**query, output_field: results})
     writer.write_many(lines)
     writer.flush()
+
+
+def _differs(query: object, index: dict) -> bool:
+    """A query vector must come from the index's model and options; only the prompt may differ."""
+    if not isinstance(query, dict):
+        return True
+    return any(query.get(k) != v for k, v in index.items() if k != "prompt")

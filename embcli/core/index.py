@@ -5,6 +5,7 @@ An index is a directory:
     manifest.json          the commit record: options, provenance, counts, checksums
     vectors.<gen>.usearch  HNSW graph and vectors of generation <gen>
     meta.<gen>.sqlite      id <-> key map and each record's payload
+    floats.<gen>.npy       float32 vectors by key, for rescoring (compact dtypes, or --keep-floats)
 
 A write never touches a committed generation: it builds generation <gen+1>
 beside it, fsyncs it, and commits by atomically replacing manifest.json. A
@@ -30,6 +31,7 @@ import orjson
 from embcli import __version__
 from embcli.core.fsutil import atomic_file, fsync_dir, sha256_file
 from embcli.core.native import usearch_index
+from embcli.core.streams import NpyWriter
 from embcli.core.where import compile_where
 from embcli.errors import IncompatibleError, InputError, UsageError
 
@@ -37,7 +39,9 @@ FORMAT = "embcli-index"
 VERSION = 1
 MANIFEST = "manifest.json"
 METRICS = {"cos": "cos", "ip": "ip", "l2": "l2sq"}
-DTYPES = ("f32", "f16", "i8")
+# b1: one sign bit per dimension, searched by Hamming distance (pair it with --rescore).
+DTYPES = ("f32", "f16", "i8", "b1")
+COMPACT = ("i8", "b1")  # dtypes that keep float vectors beside them for rescoring, by default
 # Filters matching at most this many records are searched exactly (brute force over them):
 # cheap at this size, and exact. Above it, the HNSW graph with oversampling.
 FULL_SCAN_THRESHOLD = 20_000
@@ -54,6 +58,7 @@ class IndexOptions:
     connectivity: int = 16
     expansion_add: int = 128
     expansion_search: int = 64
+    keep_floats: bool | None = None  # None: yes for compact dtypes
 
     def check(self) -> None:
         if self.metric not in METRICS:
@@ -97,11 +102,8 @@ def read_manifest(path: Path) -> dict:
             and m["metric"] in METRICS
             and m["dtype"] in DTYPES
             and isinstance(m["count"], int)
-            and all(
-                isinstance(m["files"][f][k], (str, int))
-                for f in ("vectors", "meta")
-                for k in ("name", "bytes", "sha256")
-            )
+            and {"vectors", "meta"} <= set(m["files"])
+            and all(isinstance(f[k], (str, int)) for f in m["files"].values() for k in ("name", "bytes", "sha256"))
         )
     except (KeyError, TypeError):
         ok = False
@@ -111,8 +113,7 @@ def read_manifest(path: Path) -> dict:
 
 
 def _check_files(path: Path, m: dict) -> None:
-    for role in ("vectors", "meta"):
-        f = m["files"][role]
+    for f in m["files"].values():
         p = path / f["name"]
         if os.path.basename(f["name"]) != f["name"]:
             raise IncompatibleError(f"corrupt index manifest (bad file name), {path / MANIFEST}")
@@ -135,7 +136,8 @@ def _check_usearch_meta(p: Path, m: dict) -> None:
     got = {"dimensions": meta["dimensions"], "count_present": meta["count_present"]}
     scalar = str(meta["kind_scalar"]).rsplit(".", 1)[-1].split(":")[0].lower()
     metric = str(meta["kind_metric"]).rsplit(".", 1)[-1].split(":")[0].lower()
-    if got != want or scalar != m["dtype"] or metric != METRICS[m["metric"]]:
+    usearch_metric = "hamming" if m["dtype"] == "b1" else METRICS[m["metric"]]
+    if got != want or scalar != m["dtype"] or metric != usearch_metric:
         raise IncompatibleError(
             f"index manifest and vectors disagree (manifest: {m['dims']}-d {m['dtype']} {m['metric']}, "
             f"{m['count']} vectors; file: {got['dimensions']}-d {scalar} {metric}, {got['count_present']}), {p}"
@@ -164,7 +166,11 @@ class IndexReader:
         self.db = sqlite3.connect(uri, uri=True, check_same_thread=False)
         self.dims: int = m["dims"]
         self.metric: str = m["metric"]
+        self.dtype: str = m["dtype"]
         self.count: int = m["count"]
+        floats = m["files"].get("floats")
+        # Float vectors for rescoring and exact search: memory-mapped, read only where touched.
+        self.floats = np.load(self.path / floats["name"], mmap_mode="r") if floats else None
 
     @property
     def provenance(self) -> dict | None:
@@ -184,8 +190,13 @@ class IndexReader:
         where: str | None = None,
         expansion_search: int | None = None,
         full_scan_threshold: int = FULL_SCAN_THRESHOLD,
+        rescore: int = 0,
     ) -> list[list[tuple[int, float]]]:
-        """Top-``k`` (key, score) per query, best first; score is higher-is-better."""
+        """Top-``k`` (key, score) per query, best first; score is higher-is-better.
+
+        ``rescore`` M: take M·k candidates from the (compact) index and re-rank them
+        by float scores from the kept float vectors.
+        """
         queries = np.ascontiguousarray(queries, dtype=np.float32)
         if queries.ndim != 2 or queries.shape[1] != self.dims:
             raise IncompatibleError(f"query vectors have {queries.shape[-1]} dimensions, the index {self.dims}")
@@ -193,12 +204,22 @@ class IndexReader:
             self.index.expansion_search = expansion_search
         if self.count == 0 or k < 1 or not len(queries):
             return [[] for _ in queries]
-        if where:
-            return self._filtered(queries, k, where, exact, full_scan_threshold)
-        return self._ann(queries, min(k, self.count), exact)
+        if rescore and self.floats is None and self.dtype == "b1":
+            raise IncompatibleError(
+                f"--rescore needs the float vectors, and this index keeps none, {self.path}",
+                hint="rebuild it with --keep-floats",
+            )
+        fetch = k * max(rescore, 1)
+        # Exact search over kept floats is exact even for compact dtypes.
+        if where or (exact and self.floats is not None):
+            hits = self._filtered(queries, fetch, where, exact, full_scan_threshold)
+        else:
+            hits = self._ann(queries, min(fetch, self.count), exact)
+        return self._rescore(queries, hits, k) if rescore else hits
 
     def _ann(self, queries: np.ndarray, k: int, exact: bool = False) -> list[list[tuple[int, float]]]:
-        matches = self.index.search(queries, k, exact=exact, threads=0)
+        coded = np.packbits(queries > 0, axis=1) if self.dtype == "b1" else queries
+        matches = self.index.search(coded, k, exact=exact, threads=0)
         keys, dists = np.atleast_2d(matches.keys), np.atleast_2d(matches.distances)
         counts = np.atleast_1d(getattr(matches, "counts", len(matches.keys)))
         return [
@@ -207,13 +228,17 @@ class IndexReader:
         ]
 
     def _score(self, distance: float) -> float:
-        # usearch distances: cos/ip = 1 - similarity; l2sq = squared distance.
+        # usearch distances: cos/ip = 1 - similarity; l2sq = squared distance;
+        # Hamming on sign bits: (D - 2·ham) / D is the cosine of the ±1 vectors.
+        if self.dtype == "b1":
+            return float(1.0 - 2.0 * distance / self.dims)
         if self.metric == "l2":
             return -float(np.sqrt(max(distance, 0.0)))
         return float(1.0 - distance)
 
-    def matching_keys(self, where: str) -> np.ndarray:
-        sql, params = compile_where(where)
+    def matching_keys(self, where: str | None) -> np.ndarray:
+        """Keys of the records that pass the filter (all keys for None)."""
+        sql, params = compile_where(where) if where else ("1", [])
         try:
             rows = self.db.execute(f"SELECT key FROM items WHERE {sql}", params).fetchall()
         except sqlite3.Error as e:
@@ -221,7 +246,7 @@ class IndexReader:
         return np.fromiter((r[0] for r in rows), dtype=np.uint64, count=len(rows))
 
     def _filtered(
-        self, queries: np.ndarray, k: int, where: str, exact: bool, full_scan_threshold: int
+        self, queries: np.ndarray, k: int, where: str | None, exact: bool, full_scan_threshold: int
     ) -> list[list[tuple[int, float]]]:
         """Few matches: exact over them. Many: ANN, oversampled by 1/selectivity, widened until k pass."""
         allowed = self.matching_keys(where)
@@ -256,9 +281,7 @@ class IndexReader:
         out: list[list[tuple[int, float]]] = [[] for _ in queries]
         scores_all = []
         for start in range(0, len(keys), 65536):  # bounded memory on large subsets
-            part = keys[start : start + 65536]
-            vecs = np.vstack(self.index.get(part, dtype=np.float32)).reshape(len(part), self.dims)
-            scores_all.append(self._scores(queries, vecs))
+            scores_all.append(self._scores(queries, self._vectors(keys[start : start + 65536])))
         scores = np.hstack(scores_all)
         k = min(k, len(keys))
         top = (
@@ -269,6 +292,29 @@ class IndexReader:
         for i in range(len(queries)):
             order = top[i][np.lexsort((keys[top[i]], -scores[i, top[i]]))]
             out[i] = [(int(keys[j]), float(scores[i, j])) for j in order]
+        return out
+
+    def _vectors(self, keys: np.ndarray) -> np.ndarray:
+        """Float vectors for keys: the kept floats when there are, else decoded from the index."""
+        if self.floats is not None:
+            return np.asarray(self.floats[np.asarray(keys, dtype=np.int64)], dtype=np.float32)
+        if self.dtype == "b1":
+            bits = np.vstack(self.index.get(keys)).reshape(len(keys), -1)
+            return np.unpackbits(bits, axis=1)[:, : self.dims].astype(np.float32) * 2 - 1
+        return np.vstack(self.index.get(keys, dtype=np.float32)).reshape(len(keys), self.dims)
+
+    def _rescore(
+        self, queries: np.ndarray, hits: list[list[tuple[int, float]]], k: int
+    ) -> list[list[tuple[int, float]]]:
+        out = []
+        for q, found in zip(queries, hits, strict=True):
+            if not found:
+                out.append([])
+                continue
+            keys = np.array([key for key, _ in found], dtype=np.uint64)
+            scores = self._scores(q[None, :], self._vectors(keys))[0]
+            order = np.lexsort((keys, -scores))[:k]
+            out.append([(int(keys[i]), float(scores[i])) for i in order])
         return out
 
     def _scores(self, q: np.ndarray, v: np.ndarray) -> np.ndarray:
@@ -329,6 +375,7 @@ class IndexWriter:
         self.old = read_manifest(self.path) if exists and append else None
         gen = (self.old["generation"] + 1) if self.old else _next_generation(self.path)
         self.vec_name, self.meta_name = f"vectors.{gen}.usearch", f"meta.{gen}.sqlite"
+        self.floats_name = f"floats.{gen}.npy"
         self.generation = gen
         meta_path = self.path / self.meta_name
         if self.old:
@@ -341,6 +388,7 @@ class IndexWriter:
             self.provenance: dict | None = self.old.get("provenance")
             self.next_key: int = self.old["next_key"]
             self.store_text = self.old.get("store_text", True)
+            self.options.keep_floats = "floats" in self.old["files"]
             self.index = usearch_index().restore(str(self.path / self.old["files"]["vectors"]["name"]), view=False)
             self.index.expansion_add = self.options.expansion_add
             shutil.copyfile(self.path / self.old["files"]["meta"]["name"], meta_path)
@@ -351,6 +399,16 @@ class IndexWriter:
             self.index = None
             self.db = sqlite3.connect(meta_path)
             self.db.executescript(_SCHEMA)
+        self._floats = None
+        if self.options.keep_floats is None:
+            self.options.keep_floats = self.options.dtype in COMPACT
+        if self.options.keep_floats:
+            self._floats = open(self.path / self.floats_name, "wb")  # noqa: SIM115 - closed at commit/abort
+            self._floats_writer = NpyWriter(self._floats)
+            if self.old:  # row i holds key i: carry the old rows over
+                old = np.load(self.path / self.old["files"]["floats"]["name"], mmap_mode="r")
+                for start in range(0, len(old), 65536):
+                    self._floats_writer.write(np.asarray(old[start : start + 65536]))
         # The file is not committed until fsynced and named by the manifest: no journal needed.
         self.db.execute("PRAGMA journal_mode=OFF")
         self.db.execute("PRAGMA synchronous=OFF")
@@ -381,7 +439,7 @@ class IndexWriter:
             o = self.options
             self.index = usearch_index()(
                 ndim=self.dims,
-                metric=METRICS[o.metric],
+                metric="hamming" if o.dtype == "b1" else METRICS[o.metric],
                 dtype=o.dtype,
                 connectivity=o.connectivity,
                 expansion_add=o.expansion_add,
@@ -389,6 +447,8 @@ class IndexWriter:
             )
         keys = np.arange(self.next_key, self.next_key + len(ids), dtype=np.uint64)
         self.next_key += len(ids)
+        if self._floats is not None:
+            self._floats_writer.write(vectors)  # every key gets its row, even one replaced below
         id_texts = [_id_key(int(key) if i is None else i) for i, key in zip(ids, keys, strict=True)]
         # Last one wins among duplicates inside this batch.
         last = {t: n for n, t in enumerate(id_texts)}
@@ -407,7 +467,8 @@ class IndexWriter:
         )
         # One thread builds the same graph every time; parallel inserts race and can
         # leave nodes unreachable (measured: up to 10 of 2,000 self-queries missed).
-        self.index.add(keys, vectors, threads=self.threads)
+        coded = np.packbits(vectors > 0, axis=1) if self.options.dtype == "b1" else vectors
+        self.index.add(keys, coded, threads=self.threads)
         self.added += len(keys) - len(old)
 
     def _payload(self, p: dict) -> str:
@@ -438,11 +499,16 @@ class IndexWriter:
         if self.dims is None:
             raise InputError("no vectors to index")
         vec_path, meta_path = self.path / self.vec_name, self.path / self.meta_name
+        files = [("vectors", vec_path), ("meta", meta_path)]
+        if self._floats is not None:
+            self._floats_writer.close(width=self.dims)
+            self._floats.close()
+            files.append(("floats", self.path / self.floats_name))
         self.db.commit()
         count = self.db.execute("SELECT count(*) FROM items").fetchone()[0]
         self.db.close()
         self.index.save(str(vec_path))
-        for p in (vec_path, meta_path):
+        for _, p in files:
             with open(p, "rb+") as f:
                 os.fsync(f.fileno())
         o = self.options
@@ -461,15 +527,12 @@ class IndexWriter:
             "store_text": self.store_text,
             "count": count,
             "next_key": self.next_key,
-            "files": {
-                role: {"name": p.name, "bytes": p.stat().st_size, "sha256": sha256_file(p)}
-                for role, p in (("vectors", vec_path), ("meta", meta_path))
-            },
+            "files": {role: {"name": p.name, "bytes": p.stat().st_size, "sha256": sha256_file(p)} for role, p in files},
         }
         with atomic_file(self.path / MANIFEST) as f:
             f.write(orjson.dumps(manifest, option=orjson.OPT_INDENT_2))
         fsync_dir(self.path)
-        self._remove_leftovers(keep=(self.vec_name, self.meta_name))
+        self._remove_leftovers(keep=tuple(p.name for _, p in files))
         self._unlock()
         return manifest
 
@@ -478,8 +541,11 @@ class IndexWriter:
             self.db.close()
         with contextlib.suppress(FileNotFoundError):
             (self.path / self.vec_name).unlink()
-        with contextlib.suppress(FileNotFoundError):
-            (self.path / self.meta_name).unlink()
+        if self._floats is not None:
+            self._floats.close()
+        for name in (self.meta_name, self.floats_name):
+            with contextlib.suppress(FileNotFoundError):
+                (self.path / name).unlink()
         self._unlock()
         if self._created:  # leave no empty index directory behind
             shutil.rmtree(self.path, ignore_errors=True)
@@ -493,7 +559,7 @@ class IndexWriter:
         """Delete generation files no manifest names (from crashed or superseded writes)."""
         try:
             live = read_manifest(self.path)
-            keep = (*keep, live["files"]["vectors"]["name"], live["files"]["meta"]["name"])
+            keep = (*keep, *(f["name"] for f in live["files"].values()))
         except IncompatibleError:
             pass
         for p in self.path.iterdir():
@@ -506,7 +572,7 @@ def _is_ours(name: str) -> bool:
     """Files an index directory may hold: its own, or leftovers of an interrupted write."""
     return (
         name in (MANIFEST, ".lock")
-        or name.startswith(("vectors.", "meta."))
+        or name.startswith(("vectors.", "meta.", "floats."))
         or (name.startswith(f".{MANIFEST}.") and name.endswith(".tmp"))
     )
 

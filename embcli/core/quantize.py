@@ -1,0 +1,257 @@
+"""Compact vectors: f16, int8/uint8 with per-dimension ranges, and (multi-bit) binary.
+
+Schemes, for float vectors ``x`` of width D:
+
+- ``f16``: half precision.
+- ``int8`` / ``uint8``: each dimension d is mapped linearly from its range
+  [lo_d, hi_d] onto 256 levels (int8: -128..127, uint8: 0..255), rounded and
+  clipped. Ranges come from calibration vectors, never from the vectors being
+  coded one at a time (one query alone gives degenerate ranges).
+- ``binary`` / ``ubinary`` with ``bits`` B (1..4): plane 1 is the sign of x;
+  each further plane is the sign of the residual the planes before it leave,
+  x ≈ Σ_p s_p·b_p with b_p ∈ {-1, +1}^D and one scale s_p per plane, fitted on
+  calibration data as the mean |residual| (the L2-optimal scale for a sign
+  code). Planes are packed with numpy.packbits (dimension 0 is the most
+  significant bit of byte 0), plane after plane: D·B/8 bytes. ``binary``
+  stores the bytes as int8 (byte - 128, like sentence-transformers),
+  ``ubinary`` as uint8. Scores between codes use Hamming distances per plane
+  pair: ⟨x, y⟩ ≈ Σ_p Σ_q s_p·s_q·(D - 2·ham(b_p(x), b_q(y))).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import orjson
+
+from embcli.errors import IncompatibleError, UsageError
+
+SCHEMES = ("f16", "int8", "uint8", "binary", "ubinary")
+FORMAT = "embcli-quantizer"
+MIN_CALIBRATION_ROWS = 100  # fewer give ranges that do not describe the corpus
+
+
+@dataclass
+class Quantizer:
+    scheme: str
+    dims: int
+    bits: int = 1
+    lo: np.ndarray | None = None  # int8/uint8 ranges, per dimension
+    hi: np.ndarray | None = None
+    scales: list[float] = field(default_factory=list)  # binary: one per plane
+
+    def __post_init__(self) -> None:
+        if self.scheme not in SCHEMES:
+            raise UsageError(f"unknown scheme {self.scheme!r}; choose from {', '.join(SCHEMES)}")
+        if not 1 <= self.bits <= 4 or (self.bits > 1 and not self.is_binary):
+            raise UsageError("--bits is 1..4, and only for binary and ubinary")
+
+    @property
+    def is_binary(self) -> bool:
+        return self.scheme in ("binary", "ubinary")
+
+    @property
+    def needs_fit(self) -> bool:
+        return self.scheme in ("int8", "uint8") or (self.is_binary and self.bits > 1)
+
+    @property
+    def fitted(self) -> bool:
+        if self.scheme in ("int8", "uint8"):
+            return self.lo is not None
+        return not self.is_binary or self.bits == 1 or len(self.scales) == self.bits
+
+    @property
+    def code_dtype(self) -> np.dtype:
+        return np.dtype(
+            {"f16": np.float16, "int8": np.int8, "uint8": np.uint8, "binary": np.int8}.get(self.scheme, np.uint8)
+        )
+
+    @property
+    def code_width(self) -> int:
+        return (self.dims * self.bits + 7) // 8 if self.is_binary else self.dims
+
+    @property
+    def bytes_per_vector(self) -> int:
+        return self.code_width * self.code_dtype.itemsize
+
+    # ------------------------------------------------------------------ fit
+
+    def fit(self, x: np.ndarray) -> Quantizer:
+        """Fit ranges (int8/uint8) or plane scales (multi-bit binary) on calibration vectors."""
+        x = self._check(x)
+        if not self.needs_fit:
+            return self
+        if len(x) < MIN_CALIBRATION_ROWS:
+            raise UsageError(
+                f"{len(x)} calibration vectors are too few to fit {self.scheme} (need {MIN_CALIBRATION_ROWS})",
+                hint="fit on the corpus once with --save-ranges FILE, then code queries with --ranges FILE",
+            )
+        if self.scheme in ("int8", "uint8"):
+            self.lo, self.hi = x.min(axis=0).astype(np.float32), x.max(axis=0).astype(np.float32)
+        else:
+            self.scales = []
+            residual = x.astype(np.float32)
+            for _ in range(self.bits):
+                signs = np.where(residual > 0, 1.0, -1.0).astype(np.float32)
+                scale = float(np.abs(residual).mean())
+                self.scales.append(scale)
+                residual = residual - scale * signs
+        return self
+
+    # ------------------------------------------------------------------ encode / decode
+
+    def encode(self, x: np.ndarray) -> np.ndarray:
+        x = self._check(x)
+        if not self.fitted:
+            raise UsageError(f"{self.scheme} needs ranges: give --calibration FILE or --ranges FILE")
+        if self.scheme == "f16":
+            return x.astype(np.float16)
+        if self.scheme in ("int8", "uint8"):
+            step = self._steps()
+            levels = np.clip(np.rint((x - self.lo) / step), 0, 255)
+            return (levels - 128).astype(np.int8) if self.scheme == "int8" else levels.astype(np.uint8)
+        packed = np.packbits(self._planes(x).reshape(len(x), -1), axis=1)  # (n, ceil(D*B/8))
+        return (packed.astype(np.int16) - 128).astype(np.int8) if self.scheme == "binary" else packed
+
+    def decode(self, codes: np.ndarray) -> np.ndarray:
+        """Approximate float vectors back from codes (for asymmetric scores and reports)."""
+        codes = np.asarray(codes)
+        if self.scheme == "f16":
+            return codes.astype(np.float32)
+        if self.scheme in ("int8", "uint8"):
+            levels = codes.astype(np.float32) + (128 if self.scheme == "int8" else 0)
+            return levels * self._steps() + self.lo
+        planes = self.unpack(codes)  # (n, B, D) of 0/1
+        signs = planes.astype(np.float32) * 2 - 1
+        scales = np.asarray(self.scales or [1.0], dtype=np.float32)[: self.bits]
+        return np.einsum("nbd,b->nd", signs, scales)
+
+    def unpack(self, codes: np.ndarray) -> np.ndarray:
+        raw = np.asarray(codes)
+        raw = (raw.astype(np.int16) + 128).astype(np.uint8) if self.scheme == "binary" else raw.astype(np.uint8)
+        bits = np.unpackbits(raw, axis=1)[:, : self.dims * self.bits]
+        return bits.reshape(len(raw), self.bits, self.dims)
+
+    def _planes(self, x: np.ndarray) -> np.ndarray:
+        """(n, B, D) 0/1 bits: the sign of x, then of each residual."""
+        planes = np.empty((len(x), self.bits, self.dims), dtype=np.uint8)
+        residual = x.astype(np.float32)
+        for p in range(self.bits):
+            bit = residual > 0
+            planes[:, p] = bit
+            if p + 1 < self.bits:
+                residual = residual - self.scales[p] * np.where(bit, 1.0, -1.0).astype(np.float32)
+        return planes
+
+    def _steps(self) -> np.ndarray:
+        return np.maximum(self.hi - self.lo, 1e-12) / 255.0
+
+    def _check(self, x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x, dtype=np.float32)
+        if x.ndim != 2 or x.shape[1] != self.dims:
+            raise IncompatibleError(f"vectors have {x.shape[-1]} dimensions, the quantizer {self.dims}")
+        return x
+
+    # ------------------------------------------------------------------ scores
+
+    def code_scores(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """Approximate inner products between two sets of codes (symmetric: both sides coded).
+
+        For binary codes this is Σ_p Σ_q s_p·s_q·(b_p·b_q), and b_p·b_q = D - 2·Hamming.
+        """
+        return self.decode(a) @ self.decode(b).T
+
+    # ------------------------------------------------------------------ files
+
+    def to_json(self) -> bytes:
+        data: dict = {"format": FORMAT, "version": 1, "scheme": self.scheme, "dims": self.dims, "bits": self.bits}
+        if self.lo is not None:
+            data["min"], data["max"] = self.lo.tolist(), self.hi.tolist()
+        if self.scales:
+            data["scales"] = self.scales
+        return orjson.dumps(data, option=orjson.OPT_INDENT_2)
+
+    def describe(self) -> dict:
+        """What a later stage needs to read the codes: travels with each record."""
+        import hashlib
+
+        d = {"scheme": self.scheme, "dims": self.dims, "bits": self.bits, "dtype": self.code_dtype.name}
+        if self.needs_fit:
+            d["ranges_sha256"] = hashlib.sha256(self.to_json()).hexdigest()[:16]
+        return d
+
+    @classmethod
+    def from_json(cls, raw: bytes, where: str) -> Quantizer:
+        try:
+            d = orjson.loads(raw)
+            assert d["format"] == FORMAT and d["version"] == 1
+            q = cls(d["scheme"], int(d["dims"]), int(d.get("bits", 1)))
+            if "min" in d:
+                q.lo, q.hi = np.asarray(d["min"], np.float32), np.asarray(d["max"], np.float32)
+                assert q.lo.shape == q.hi.shape == (q.dims,)
+            q.scales = [float(s) for s in d.get("scales", [])]
+        except (orjson.JSONDecodeError, AssertionError, KeyError, TypeError, ValueError):
+            raise IncompatibleError(f"not an embcli ranges file, {where}") from None
+        if not q.fitted:
+            raise IncompatibleError(f"ranges file lacks the fitted values for {q.scheme}, {where}")
+        return q
+
+
+def _recall(exact: np.ndarray, found: np.ndarray, k: int) -> float:
+    """Share of found items scoring at least the k-th exact score (ties count: summaries repeat)."""
+    kth = -np.partition(-exact, k - 1, axis=1)[:, k - 1]
+    got = np.take_along_axis(exact, found[:, :k], axis=1)
+    return float((got >= kth[:, None] - 1e-6).sum() / (k * len(exact)))
+
+
+def _top(scores: np.ndarray, n: int) -> np.ndarray:
+    idx = np.argpartition(-scores, n - 1, axis=1)[:, :n]
+    return np.take_along_axis(idx, np.argsort(-np.take_along_axis(scores, idx, axis=1), axis=1), axis=1)
+
+
+def report_rows(x: np.ndarray, *, k: int, n_queries: int, seed: int, dims: list[int]) -> list[dict]:
+    """Bytes per vector and recall@k against float exact search for each scheme.
+
+    Queries are input vectors (excluded from their own results). int8/uint8/f16
+    score float queries against decoded documents; binary scores codes against
+    codes; "+ rescore M" re-ranks the top M·k by float scores.
+    """
+    x = x / np.clip(np.linalg.norm(x, axis=1, keepdims=True), 1e-12, None)
+    n, width = x.shape
+    qi = np.random.default_rng(seed).choice(n, size=min(n_queries, n), replace=False)
+
+    def masked(scores: np.ndarray) -> np.ndarray:
+        scores = scores.copy()
+        scores[np.arange(len(qi)), qi] = -np.inf  # a query is not its own neighbour
+        return scores
+
+    exact = masked(x[qi] @ x.T)
+    rows = [{"scheme": f"f32 {width}d", "bytes": 4 * width, "ratio": 1.0, "recall": 1.0}]
+
+    def measure(name: str, nbytes: int, scores: np.ndarray, rescore: tuple[int, ...] = ()) -> None:
+        row = {"scheme": name, "bytes": nbytes, "ratio": round(4 * width / nbytes, 1)}
+        rows.append({**row, "recall": round(_recall(exact, _top(scores, k), k), 4)})
+        for m in rescore:  # re-rank the top m·k by full float scores
+            cand = _top(scores, min(m * k, n - 1))
+            best = np.take_along_axis(cand, _top(np.take_along_axis(exact, cand, axis=1), k), axis=1)
+            rows.append({**row, "scheme": f"{name} + rescore {m}", "recall": round(_recall(exact, best, k), 4)})
+
+    def coded(q: Quantizer, data: np.ndarray, symmetric: bool) -> np.ndarray:
+        codes = q.encode(data)
+        return masked(q.code_scores(codes[qi], codes) if symmetric else data[qi] @ q.decode(codes).T)
+
+    measure("f16", 2 * width, coded(Quantizer("f16", width), x, symmetric=False))
+    for scheme in ("int8", "uint8"):
+        measure(scheme, width, coded(Quantizer(scheme, width).fit(x), x, symmetric=False))
+    for bits in (1, 2, 3, 4):
+        q = Quantizer("binary", width, bits).fit(x)
+        name = "binary" if bits == 1 else f"binary {bits}-bit"
+        measure(name, q.bytes_per_vector, coded(q, x, symmetric=True), rescore=(4, 10))
+    for d in sorted({d for d in dims if d < width}, reverse=True):
+        xd = x[:, :d] / np.clip(np.linalg.norm(x[:, :d], axis=1, keepdims=True), 1e-12, None)
+        measure(f"f32 {d}d", 4 * d, masked(xd[qi] @ xd.T))
+        measure(f"int8 {d}d", d, coded(Quantizer("int8", d).fit(xd), xd, symmetric=False))
+        q = Quantizer("binary", d).fit(xd)
+        measure(f"binary {d}d", q.bytes_per_vector, coded(q, xd, symmetric=True), rescore=(4,))
+    return rows
