@@ -60,3 +60,13 @@ def make_model_dir(dst: Path, **json_files: dict) -> Path:
     for name, content in json_files.items():
         (dst / f"{name}.json").write_bytes(orjson.dumps(content))
     return dst
+
+
+@pytest.fixture(scope="session")
+def packages_vec(tmp_path_factory) -> Path:
+    """The 2,000 real package summaries (tests/data), embedded once per test session."""
+    path = tmp_path_factory.mktemp("packages") / "vec.jsonl"
+    r = cli("embed", "-q", str(DATA / "packages-2000.jsonl"))
+    assert r.code == 0, r.err
+    path.write_bytes(r.out)
+    return path

@@ -37,7 +37,7 @@ def paths(tmp_path_factory) -> dict:
 
 @pytest.mark.parametrize(
     "args",
-    [["--help"], *([cmd, "--help"] for cmd in ("embed", "models", "index", "search", "quantize", "cache"))],
+    [["--help"], *([cmd, "--help"] for cmd in ("embed", "models", "index", "search", "quantize", "cache", "diff"))],
 )
 def test_help_imports_no_heavy_module(args):
     code = (

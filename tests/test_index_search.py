@@ -7,19 +7,16 @@ import shutil
 import numpy as np
 import orjson
 import pytest
-from conftest import DATA, cli
+from conftest import cli
 
 
 @pytest.fixture(scope="module")
-def corpus(tmp_path_factory) -> dict:
-    """The 2,000 package summaries embedded once, and a default index of them."""
+def corpus(packages_vec, tmp_path_factory) -> dict:
+    """A default index of the embedded package summaries."""
     d = tmp_path_factory.mktemp("corpus")
-    r = cli("embed", "-q", str(DATA / "packages-2000.jsonl"))
+    r = cli("index", "-q", "-o", str(d / "pk.idx"), str(packages_vec))
     assert r.code == 0, r.err
-    (d / "vec.jsonl").write_bytes(r.out)
-    r = cli("index", "-q", "-o", str(d / "pk.idx"), str(d / "vec.jsonl"))
-    assert r.code == 0, r.err
-    return {"dir": d, "vec": d / "vec.jsonl", "idx": d / "pk.idx", "records": r and _records(d / "vec.jsonl")}
+    return {"dir": d, "vec": packages_vec, "idx": d / "pk.idx", "records": _records(packages_vec)}
 
 
 def _records(path) -> list[dict]:

@@ -1,0 +1,227 @@
+"""Are two sets of embeddings alike? Two-sample tests between corpora, and neighbourhood
+overlap between two embeddings of the same items.
+
+Corpus mode runs three tests of "A and B come from one distribution", each with
+a p-value, and combines them with Holm's correction:
+
+- MMD² (maximum mean discrepancy) with a cosine or RBF kernel (median heuristic),
+  p-value from a permutation test;
+- a classifier two-sample test: cross-validated AUC of a logistic regression
+  telling A from B, p-value from the Mann-Whitney null of its held-out scores;
+- TTE depth (Seegmiller & Preum, 2023): each item's depth in A is 2 minus its
+  mean cosine distance to A's items; Q = P(depth of an A item ≤ depth of a B
+  item); Wilcoxon rank-sum p-value between the two sets of depths.
+
+Aligned mode compares, id by id, the k nearest neighbours of an item in A's
+space and in B's (Jaccard@k): it works across dimensions and is blind to
+rotations, so it says whether a model swap changes what is near what.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from embcli.errors import InputError
+
+
+def unit(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float32)
+    return x / np.clip(np.linalg.norm(x, axis=1, keepdims=True), 1e-12, None)
+
+
+def subsample(n: int, limit: int, rng: np.random.Generator) -> np.ndarray:
+    return np.sort(rng.choice(n, size=limit, replace=False)) if n > limit else np.arange(n)
+
+
+# --------------------------------------------------------------------------- corpus tests
+
+
+def mmd_test(a: np.ndarray, b: np.ndarray, kernel: str, permutations: int, rng: np.random.Generator) -> dict:
+    """Biased MMD² and its permutation p-value; all permutations in one matrix product."""
+    x = np.vstack([a, b]).astype(np.float32)
+    n, na = len(x), len(a)
+    if kernel == "cos":
+        k = x @ x.T
+        bandwidth = None
+    else:
+        sq = (x * x).sum(1)
+        d2 = np.clip(sq[:, None] + sq[None, :] - 2 * (x @ x.T), 0, None)
+        i, j = rng.integers(0, n, size=(2, min(200_000, n * n)))  # median heuristic on sampled pairs
+        bandwidth = float(np.median(d2[i[i != j], j[i != j]])) or 1.0
+        k = np.exp(-d2 / bandwidth)
+    labels = np.zeros((n, permutations + 1), dtype=np.float32)
+    labels[:na, 0] = 1
+    for p in range(1, permutations + 1):
+        labels[rng.permutation(n)[:na], p] = 1
+    w = labels / na - (1 - labels) / (n - na)  # mean over A minus mean over B
+    stats = (w * (k @ w)).sum(axis=0)
+    observed = float(stats[0])
+    p_value = float((1 + (stats[1:] >= observed - 1e-12).sum()) / (permutations + 1))
+    out = {"mmd2": observed, "p_value": p_value, "kernel": kernel, "permutations": permutations}
+    if bandwidth is not None:
+        out["bandwidth"] = bandwidth
+    return out
+
+
+def classifier_test(a: np.ndarray, b: np.ndarray, seed: int, folds: int = 5) -> dict:
+    """Cross-validated AUC of logistic regression telling A from B, with a Mann-Whitney p-value."""
+    from scipy.stats import mannwhitneyu
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold
+
+    x = np.vstack([a, b])
+    y = np.r_[np.zeros(len(a)), np.ones(len(b))]
+    scores = np.empty(len(x))
+    folds = min(folds, len(a), len(b))
+    for train, test in StratifiedKFold(folds, shuffle=True, random_state=seed).split(x, y):
+        model = LogisticRegression(C=1.0, max_iter=1000).fit(x[train], y[train])
+        scores[test] = model.decision_function(x[test])
+    # Held-out scores of B above those of A; under the null, U is the Mann-Whitney U of noise.
+    u, p = mannwhitneyu(scores[y == 1], scores[y == 0], alternative="greater")
+    return {"auc": float(u / (len(a) * len(b))), "p_value": float(p), "folds": folds}
+
+
+def depth_in(x: np.ndarray, ref: np.ndarray, exclude_self: bool = False) -> np.ndarray:
+    """TTE depth of each row of x in ref: 2 − mean cosine distance = 1 + x·mean(ref) for unit vectors."""
+    total = ref.sum(axis=0)
+    if exclude_self:  # x is ref: leave each item out of its own reference set
+        return 1 + ((x @ total) - (x * x).sum(1)) / (len(ref) - 1)
+    return 1 + (x @ total) / len(ref)
+
+
+def depth_test(a: np.ndarray, b: np.ndarray) -> dict:
+    from scipy.stats import ranksums
+
+    da, db = depth_in(a, a, exclude_self=True), depth_in(b, a)
+    _, p = ranksums(da, db)
+    # Q: how often an A item is no deeper in A than a B item (0.5 when alike, lower when B sits apart).
+    q = float(np.mean(da[:, None] <= db[None, :])) if len(da) * len(db) <= 25_000_000 else float("nan")
+    return {"q": q, "p_value": float(p), "mean_depth_a": float(da.mean()), "mean_depth_b": float(db.mean())}
+
+
+def dimension_shift(a: np.ndarray, b: np.ndarray, alpha: float) -> float:
+    """Share of dimensions whose values differ between A and B (Kolmogorov-Smirnov, Benjamini-Hochberg)."""
+    from scipy.stats import false_discovery_control, ks_2samp
+
+    p = np.array([ks_2samp(a[:, d], b[:, d]).pvalue for d in range(a.shape[1])])
+    return float((false_discovery_control(p) < alpha).mean())
+
+
+def holm(p_values: dict[str, float], alpha: float) -> dict[str, bool]:
+    """Which tests reject at family-wise level alpha (Holm-Bonferroni)."""
+    order = sorted(p_values, key=p_values.get)
+    rejected, m = {}, len(order)
+    still = True
+    for i, name in enumerate(order):
+        still = still and p_values[name] <= alpha / (m - i)
+        rejected[name] = still
+    return rejected
+
+
+@dataclass
+class CorpusReport:
+    report: dict
+    different: bool
+
+
+def compare_corpora(
+    a: np.ndarray,
+    b: np.ndarray,
+    *,
+    alpha: float = 0.05,
+    kernel: str = "rbf",
+    permutations: int = 200,
+    max_samples: int = 2000,
+    seed: int = 0,
+) -> CorpusReport:
+    for name, x in (("A", a), ("B", b)):
+        if len(x) < 5:
+            raise InputError(f"{name} has {len(x)} vectors; corpus tests need at least 5 on each side")
+    if a.shape[1] != b.shape[1]:
+        raise InputError(f"A has {a.shape[1]} dimensions and B {b.shape[1]}: corpus mode compares one embedding space")
+    rng = np.random.default_rng(seed)
+    sa, sb = unit(a[subsample(len(a), max_samples, rng)]), unit(b[subsample(len(b), max_samples, rng)])
+    ma, mb = unit(a).mean(axis=0), unit(b).mean(axis=0)
+    tests = {
+        "mmd": mmd_test(sa, sb, kernel, permutations, rng),
+        "classifier": classifier_test(sa, sb, seed),
+        "depth": depth_test(sa, sb),
+    }
+    rejected = holm({name: t["p_value"] for name, t in tests.items()}, alpha)
+    for name, t in tests.items():
+        t["rejects"] = rejected[name]
+    different = any(rejected.values())
+    report = {
+        "mode": "corpus",
+        "verdict": "different" if different else "same",
+        "alpha": alpha,
+        "correction": "holm",
+        "n_a": len(a),
+        "n_b": len(b),
+        "sampled_a": len(sa),
+        "sampled_b": len(sb),
+        "dims": a.shape[1],
+        "centroid_cosine_distance": float(1 - ma @ mb / max(np.linalg.norm(ma) * np.linalg.norm(mb), 1e-12)),
+        "shifted_dimensions": dimension_shift(sa, sb, alpha),
+        "tests": tests,
+    }
+    return CorpusReport(report, different)
+
+
+def outliers(x: np.ndarray, ref: np.ndarray, top: int, same: bool = False) -> list[tuple[int, float]]:
+    """The ``top`` rows of x least deep in ref: (row, depth), shallowest first."""
+    d = depth_in(unit(x), unit(ref), exclude_self=same)
+    order = np.argsort(d, kind="stable")[:top]
+    return [(int(i), float(d[i])) for i in order]
+
+
+# --------------------------------------------------------------------------- aligned mode
+
+
+def knn(x: np.ndarray, k: int, exact_limit: int = 20_000) -> np.ndarray:
+    """Indices of each row's k nearest other rows by cosine (exact up to exact_limit rows, else HNSW)."""
+    x = unit(x)
+    n = len(x)
+    k = min(k, n - 1)
+    if n <= exact_limit:
+        out = np.empty((n, k), dtype=np.int64)
+        for start in range(0, n, 2048):
+            s = x[start : start + 2048] @ x.T
+            s[np.arange(len(s)), np.arange(start, start + len(s))] = -np.inf
+            idx = np.argpartition(-s, k - 1, axis=1)[:, :k]
+            out[start : start + len(s)] = idx
+        return out
+    from embcli.core.native import usearch_index
+
+    index = usearch_index()(ndim=x.shape[1], metric="cos", connectivity=16, expansion_add=128, expansion_search=128)
+    index.add(np.arange(n, dtype=np.uint64), x, threads=0)
+    found = index.search(x, k + 1, threads=0).keys.astype(np.int64)
+    out = np.empty((n, k), dtype=np.int64)
+    for i, row in enumerate(found):
+        out[i] = [j for j in row if j != i][:k]
+    return out
+
+
+def compare_aligned(a: np.ndarray, b: np.ndarray, ids: list, *, k: int = 10, top: int = 10) -> dict:
+    """Per-id neighbourhood overlap between two embeddings of the same items."""
+    if len(a) < 2:
+        raise InputError(f"aligned mode needs at least 2 shared ids, found {len(a)}")
+    na, nb = knn(a, k), knn(b, k)
+    overlap = np.array(
+        [len(set(r1) & set(r2)) / len(set(r1) | set(r2)) for r1, r2 in zip(na, nb, strict=True)], dtype=np.float64
+    )
+    report = {
+        "mode": "aligned",
+        "ids": len(ids),
+        "k": int(na.shape[1]),
+        "mean_overlap": float(overlap.mean()),
+        "changed_share": float((overlap < 1).mean()),
+        "mostly_changed_share": float((overlap < 0.5).mean()),
+    }
+    if a.shape[1] == b.shape[1]:
+        report["mean_cosine_between_versions"] = float((unit(a) * unit(b)).sum(axis=1).mean())
+    order = np.argsort(overlap, kind="stable")[:top]
+    report["most_changed"] = [{"id": ids[i], "overlap": float(overlap[i])} for i in order]
+    return report
