@@ -23,12 +23,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from embcli.core import neighbors
+from embcli.core.neighbors import unit
 from embcli.errors import InputError
-
-
-def unit(x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float32)
-    return x / np.clip(np.linalg.norm(x, axis=1, keepdims=True), 1e-12, None)
 
 
 def subsample(n: int, limit: int, rng: np.random.Generator) -> np.ndarray:
@@ -180,35 +177,12 @@ def outliers(x: np.ndarray, ref: np.ndarray, top: int, same: bool = False) -> li
 # --------------------------------------------------------------------------- aligned mode
 
 
-def knn(x: np.ndarray, k: int, exact_limit: int = 20_000) -> np.ndarray:
-    """Indices of each row's k nearest other rows by cosine (exact up to exact_limit rows, else HNSW)."""
-    x = unit(x)
-    n = len(x)
-    k = min(k, n - 1)
-    if n <= exact_limit:
-        out = np.empty((n, k), dtype=np.int64)
-        for start in range(0, n, 2048):
-            s = x[start : start + 2048] @ x.T
-            s[np.arange(len(s)), np.arange(start, start + len(s))] = -np.inf
-            idx = np.argpartition(-s, k - 1, axis=1)[:, :k]
-            out[start : start + len(s)] = idx
-        return out
-    from embcli.core.native import usearch_index
-
-    index = usearch_index()(ndim=x.shape[1], metric="cos", connectivity=16, expansion_add=128, expansion_search=128)
-    index.add(np.arange(n, dtype=np.uint64), x, threads=0)
-    found = index.search(x, k + 1, threads=0).keys.astype(np.int64)
-    out = np.empty((n, k), dtype=np.int64)
-    for i, row in enumerate(found):
-        out[i] = [j for j in row if j != i][:k]
-    return out
-
-
 def compare_aligned(a: np.ndarray, b: np.ndarray, ids: list, *, k: int = 10, top: int = 10) -> dict:
     """Per-id neighbourhood overlap between two embeddings of the same items."""
     if len(a) < 2:
         raise InputError(f"aligned mode needs at least 2 shared ids, found {len(a)}")
-    na, nb = knn(a, k), knn(b, k)
+    na = neighbors.search(unit(a), unit(a), k, exclude_self=True)[0]
+    nb = neighbors.search(unit(b), unit(b), k, exclude_self=True)[0]
     overlap = np.array(
         [len(set(r1) & set(r2)) / len(set(r1) | set(r2)) for r1, r2 in zip(na, nb, strict=True)], dtype=np.float64
     )

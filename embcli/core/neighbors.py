@@ -1,0 +1,68 @@
+"""Nearest neighbours by cosine: exact (numpy, blocked) for small sets, usearch HNSW above.
+
+Every analysis command (cluster, classify, detect-anomalies, diff) finds neighbours here,
+so they all scale the same way: exact and deterministic up to EXACT_LIMIT rows, HNSW beyond.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+EXACT_LIMIT = 20_000
+BLOCK = 2048
+
+
+def unit(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float32)
+    return x / np.clip(np.linalg.norm(x, axis=1, keepdims=True), 1e-12, None)
+
+
+def search(
+    ref: np.ndarray, queries: np.ndarray, k: int, *, exclude_self: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    """(indices, cosine similarities) of each query's k nearest rows of ref, best first.
+
+    ``exclude_self``: queries are ref itself, and a row is not its own neighbour.
+    Both inputs must be unit vectors.
+    """
+    k = min(k, len(ref) - (1 if exclude_self else 0))
+    if k < 1:
+        return np.zeros((len(queries), 0), np.int64), np.zeros((len(queries), 0), np.float32)
+    if len(ref) <= EXACT_LIMIT:
+        return _exact(ref, queries, k, exclude_self)
+    return _hnsw(ref, queries, k, exclude_self)
+
+
+def _exact(ref: np.ndarray, queries: np.ndarray, k: int, exclude_self: bool) -> tuple[np.ndarray, np.ndarray]:
+    idx = np.empty((len(queries), k), dtype=np.int64)
+    sims = np.empty((len(queries), k), dtype=np.float32)
+    for start in range(0, len(queries), BLOCK):
+        s = queries[start : start + BLOCK] @ ref.T
+        if exclude_self:
+            rows = np.arange(len(s))
+            s[rows, start + rows] = -np.inf
+        top = np.argpartition(-s, k - 1, axis=1)[:, :k]
+        top_s = np.take_along_axis(s, top, axis=1)
+        order = np.lexsort((top, -top_s), axis=1)  # best first; ties by index: deterministic
+        idx[start : start + len(s)] = np.take_along_axis(top, order, axis=1)
+        sims[start : start + len(s)] = np.take_along_axis(top_s, order, axis=1)
+    return idx, sims
+
+
+def _hnsw(ref: np.ndarray, queries: np.ndarray, k: int, exclude_self: bool) -> tuple[np.ndarray, np.ndarray]:
+    from embcli.core.native import usearch_index
+
+    index = usearch_index()(ndim=ref.shape[1], metric="cos", connectivity=16, expansion_add=128, expansion_search=128)
+    index.add(np.arange(len(ref), dtype=np.uint64), ref, threads=0)
+    extra = 1 if exclude_self else 0
+    found = index.search(queries, k + extra, threads=0)
+    keys = np.atleast_2d(found.keys).astype(np.int64)
+    sims = 1 - np.atleast_2d(found.distances).astype(np.float32)
+    if not exclude_self:
+        return keys[:, :k], sims[:, :k]
+    idx = np.empty((len(queries), k), dtype=np.int64)
+    out = np.empty((len(queries), k), dtype=np.float32)
+    for i in range(len(queries)):
+        keep = keys[i] != i
+        idx[i], out[i] = keys[i][keep][:k], sims[i][keep][:k]
+    return idx, out
