@@ -1,0 +1,209 @@
+"""Clustering unit vectors: spherical k-means, HDBSCAN, and threshold communities.
+
+Results never depend on input order: rows are put in a canonical order (by a
+fixed random projection, then their bytes) before any random choice, and
+clusters are numbered by decreasing size. Noise is -1.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass
+
+import numpy as np
+
+from embcli.core import neighbors
+from embcli.core.neighbors import unit
+from embcli.errors import InputError, UsageError
+
+
+@dataclass
+class Clustering:
+    labels: np.ndarray  # (n,) cluster per row, -1 = noise
+    centres: np.ndarray  # (n_clusters, d) unit vectors
+    note: str = ""  # what was chosen and why (k auto)
+
+    def similarity(self, x: np.ndarray) -> np.ndarray:
+        """Each row's cosine to its cluster's centre (NaN for noise)."""
+        sims = np.full(len(x), np.nan, dtype=np.float32)
+        member = self.labels >= 0
+        sims[member] = (x[member] * self.centres[self.labels[member]]).sum(axis=1)
+        return sims
+
+
+def canonical_order(x: np.ndarray) -> np.ndarray:
+    """A row order that depends on the vectors only, not on where they sit in the input."""
+    projection = x @ np.random.default_rng(20240601).standard_normal(x.shape[1]).astype(np.float32)
+    return np.lexsort((*[x[:, j] for j in range(min(8, x.shape[1]))][::-1], projection))
+
+
+def _renumber(labels: np.ndarray) -> np.ndarray:
+    """Clusters numbered by decreasing size (ties: first member in canonical order); noise stays -1."""
+    counts = Counter(int(c) for c in labels if c >= 0)
+    first = {}
+    for i, c in enumerate(labels):
+        first.setdefault(int(c), i)
+    ranked = sorted(counts, key=lambda c: (-counts[c], first[c]))
+    mapping = {c: i for i, c in enumerate(ranked)}
+    return np.array([mapping.get(int(c), -1) for c in labels], dtype=np.int64)
+
+
+def _centres(x: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    n = labels.max() + 1 if len(labels) and labels.max() >= 0 else 0
+    out = np.zeros((n, x.shape[1]), dtype=np.float32)
+    np.add.at(out, labels[labels >= 0], x[labels >= 0])
+    return unit(out)
+
+
+def _in_canonical_order(x: np.ndarray, run) -> Clustering:
+    """Run ``run`` on canonically ordered unit rows; map labels back to input order."""
+    x = unit(x)
+    order = canonical_order(x)
+    labels, note = run(x[order])
+    labels = _renumber(labels)
+    out = np.empty_like(labels)
+    out[order] = labels
+    return Clustering(out, _centres(x, out), note)
+
+
+# --------------------------------------------------------------------------- k-means
+
+
+def _kmeans_once(x: np.ndarray, k: int, rng: np.random.Generator, max_iter: int) -> tuple[np.ndarray, float]:
+    """Spherical k-means (cosine), k-means++ seeding; returns labels and total cosine distance."""
+    n = len(x)
+    centres = np.empty((k, x.shape[1]), dtype=np.float32)
+    centres[0] = x[rng.integers(n)]
+    dist = 1 - x @ centres[0]
+    for c in range(1, k):
+        weights = np.clip(dist, 0, None) ** 2
+        total = weights.sum()
+        pick = rng.choice(n, p=weights / total) if total > 0 else rng.integers(n)
+        centres[c] = x[pick]
+        dist = np.minimum(dist, 1 - x @ centres[c])
+    labels = np.full(n, -1)
+    for _ in range(max_iter):
+        sims = x @ centres.T
+        new = sims.argmax(axis=1)
+        if np.array_equal(new, labels):
+            break
+        labels = new
+        for c in range(k):
+            members = x[labels == c]
+            # An emptied cluster restarts at the point farthest from its centre.
+            centres[c] = unit(members.sum(0, keepdims=True))[0] if len(members) else x[sims.max(axis=1).argmin()]
+    cost = float((1 - (x * centres[labels]).sum(axis=1)).sum())
+    return labels, cost
+
+
+def kmeans(x: np.ndarray, k: int, *, n_init: int = 4, seed: int = 0, max_iter: int = 100) -> Clustering:
+    if not 1 <= k <= len(x):
+        raise UsageError(f"--k {k} must be between 1 and the number of vectors ({len(x)})")
+
+    def run(xs: np.ndarray) -> tuple[np.ndarray, str]:
+        rng = np.random.default_rng(seed)
+        best = min((_kmeans_once(xs, k, rng, max_iter) for _ in range(n_init)), key=lambda r: r[1])
+        return best[0], ""
+
+    return _in_canonical_order(x, run)
+
+
+def kmeans_auto(
+    x: np.ndarray, k_min: int, k_max: int, *, n_init: int = 4, seed: int = 0, sample: int = 2000
+) -> Clustering:
+    """k in [k_min, k_max] with the best cosine silhouette on a sample."""
+    from sklearn.metrics import silhouette_score
+
+    k_max = min(k_max, len(x) - 1)
+    if k_max < max(2, k_min):
+        raise UsageError(f"--k auto needs more vectors than {k_min} (got {len(x)})")
+    picked = np.random.default_rng(seed).choice(len(x), size=min(sample, len(x)), replace=False)
+    scores: dict[int, float] = {}
+    tried: dict[int, Clustering] = {}
+    for k in range(max(2, k_min), k_max + 1):
+        tried[k] = kmeans(x, k, n_init=n_init, seed=seed)
+        labels = tried[k].labels[picked]
+        if len(set(labels.tolist())) > 1:
+            scores[k] = float(silhouette_score(unit(x[picked]), labels, metric="cosine"))
+    if not scores:
+        raise InputError("no k in the range splits these vectors into two or more clusters")
+    chosen = max(scores, key=scores.get)
+    shown = ", ".join(f"{k}: {s:.3f}" for k, s in scores.items())
+    best = tried[chosen]
+    best.note = f"k = {chosen}: the best cosine silhouette on {len(picked):,} vectors ({shown})"
+    return best
+
+
+# --------------------------------------------------------------------------- density and threshold
+
+
+def hdbscan(x: np.ndarray, *, min_cluster_size: int = 5) -> Clustering:
+    from sklearn.cluster import HDBSCAN
+
+    if len(x) < 2:
+        raise InputError("hdbscan needs at least 2 vectors")
+
+    def run(xs: np.ndarray) -> tuple[np.ndarray, str]:
+        # Euclidean distance between unit vectors orders pairs exactly as cosine does.
+        return HDBSCAN(min_cluster_size=min_cluster_size, copy=True).fit_predict(xs), ""
+
+    return _in_canonical_order(x, run)
+
+
+def communities(x: np.ndarray, *, threshold: float = 0.75, min_size: int = 10, max_neighbours: int = 256) -> Clustering:
+    """Sentence-transformers' community detection on a kNN graph: greedy, largest communities first.
+
+    A community is a point and its neighbours with cosine >= threshold (at most
+    max_neighbours, from exact or HNSW search); communities are taken largest
+    first and never overlap.
+    """
+
+    def run(xs: np.ndarray) -> tuple[np.ndarray, str]:
+        idx, sims = neighbors.search(xs, xs, max_neighbours)
+        candidates = []
+        for i in range(len(xs)):
+            members = idx[i][sims[i] >= threshold]
+            if len(members) >= min_size:
+                candidates.append(members)
+        candidates.sort(key=lambda m: (-len(m), int(m.min())))
+        labels = np.full(len(xs), -1)
+        taken = np.zeros(len(xs), dtype=bool)
+        for members in candidates:
+            free = members[~taken[members]]
+            if len(free) >= min_size:
+                labels[free] = labels.max() + 1
+                taken[free] = True
+        capped = (
+            " (some communities may be larger: raise --max-neighbours)"
+            if (sims.shape[1] == max_neighbours and (sims[:, -1] >= threshold).any())
+            else ""
+        )
+        return labels, capped
+
+    return _in_canonical_order(x, run)
+
+
+# --------------------------------------------------------------------------- summaries
+
+_WORD = re.compile(r"[A-Za-z][A-Za-z0-9_+-]{2,}")
+
+
+def keywords(texts_by_cluster: dict[int, list[str]], top: int = 5) -> dict[int, list[str]]:
+    """Class-based TF-IDF (BERTopic's c-TF-IDF): words frequent in a cluster and rare across clusters."""
+    from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
+
+    counts = {
+        c: Counter(w.lower() for t in texts for w in _WORD.findall(t) if w.lower() not in ENGLISH_STOP_WORDS)
+        for c, texts in texts_by_cluster.items()
+    }
+    total = Counter()
+    for cnt in counts.values():
+        total.update(cnt)
+    avg_words = sum(total.values()) / max(len(counts), 1)
+    out = {}
+    for c, cnt in counts.items():
+        size = sum(cnt.values()) or 1
+        scored = {w: (n / size) * np.log(1 + avg_words / total[w]) for w, n in cnt.items()}
+        out[c] = [w for w, _ in sorted(scored.items(), key=lambda kv: (-kv[1], kv[0]))[:top]]
+    return out
