@@ -1,0 +1,157 @@
+"""Classification heads over unit vectors: zero-shot label vectors, centroids, kNN vote, logistic regression.
+
+A head is fitted once and applied in any later run: ``save`` writes an NPZ of
+plain arrays (no pickle), with the labels and the provenance of the vectors it
+was fitted on, so it refuses vectors from another model.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from embcli.core import neighbors
+from embcli.core.neighbors import unit
+from embcli.errors import IncompatibleError, InputError, UsageError
+
+KINDS = ("zero-shot", "centroid", "knn", "logreg")
+
+
+@dataclass
+class Head:
+    kind: str
+    labels: list[str]
+    provenance: dict | None = None
+    vectors: np.ndarray | None = None  # zero-shot / centroid: one unit vector per label; knn: training vectors
+    targets: np.ndarray | None = None  # knn: label index per training vector
+    coef: np.ndarray | None = None  # logreg: (labels, dims)
+    intercept: np.ndarray | None = None
+    k: int = 10
+    extra: dict = field(default_factory=dict)
+
+    def scores(self, x: np.ndarray) -> np.ndarray:
+        """(n, labels): cosine (zero-shot, centroid), vote share (knn) or probability (logreg)."""
+        x = unit(x)
+        if self.kind in ("zero-shot", "centroid"):
+            return x @ self.vectors.T
+        if self.kind == "knn":
+            idx, sims = neighbors.search(self.vectors, x, self.k)
+            votes = np.zeros((len(x), len(self.labels)), dtype=np.float64)
+            weights = np.clip(sims, 0, None) + 1e-6  # similarity-weighted vote
+            np.add.at(votes, (np.repeat(np.arange(len(x)), idx.shape[1]), self.targets[idx].ravel()), weights.ravel())
+            return votes / votes.sum(axis=1, keepdims=True)
+        logits = x @ self.coef.T + self.intercept
+        logits -= logits.max(axis=1, keepdims=True)
+        p = np.exp(logits)
+        return p / p.sum(axis=1, keepdims=True)
+
+    def check(self, dims: int, provenance: dict | None) -> None:
+        width = self.coef.shape[1] if self.coef is not None else self.vectors.shape[1]
+        if dims != width:
+            raise IncompatibleError(f"the head was fitted on {width}-d vectors, these have {dims}")
+        if provenance and self.provenance and provenance != self.provenance:
+            raise IncompatibleError(
+                f"the head was fitted on vectors of {self.provenance.get('model')} "
+                f"({self.provenance.get('dims')}-d, prompt {self.provenance.get('prompt')!r}), not these"
+            )
+
+    def save(self, path: str) -> None:
+        from embcli.core.fsutil import atomic_file
+
+        meta = {"format": "embcli-head", "version": 1, "kind": self.kind, "labels": self.labels, "k": self.k,
+                "provenance": self.provenance, "extra": self.extra}  # fmt: skip
+        arrays = {n: a for n in ("vectors", "targets", "coef", "intercept") if (a := getattr(self, n)) is not None}
+        with atomic_file(path) as f:
+            np.savez(f, meta=np.array(json.dumps(meta)), **arrays)
+
+    @classmethod
+    def load(cls, path: str) -> Head:
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                meta = json.loads(str(z["meta"]))
+                assert meta["format"] == "embcli-head" and meta["kind"] in KINDS
+                arrays = {n: z[n] for n in ("vectors", "targets", "coef", "intercept") if n in z}
+        except FileNotFoundError:
+            raise UsageError(f"no head file at {path}") from None
+        except Exception:
+            raise IncompatibleError(f"not an embcli head file, {path}") from None
+        return cls(meta["kind"], meta["labels"], meta["provenance"], k=meta["k"], extra=meta["extra"], **arrays)
+
+
+def fit(kind: str, x: np.ndarray, y: list, *, k: int = 10, seed: int = 0, provenance: dict | None = None) -> Head:
+    """A supervised head from labelled vectors."""
+    labels = sorted({str(v) for v in y})
+    if len(labels) < 2:
+        raise InputError(f"training data needs at least 2 labels, found {len(labels)}")
+    target = np.array([labels.index(str(v)) for v in y])
+    x = unit(x)
+    if kind == "centroid":
+        vectors = unit(np.vstack([x[target == i].mean(axis=0) for i in range(len(labels))]))
+        return Head("centroid", labels, provenance, vectors=vectors)
+    if kind == "knn":
+        return Head("knn", labels, provenance, vectors=x, targets=target, k=k)
+    from sklearn.linear_model import LogisticRegression
+
+    model = LogisticRegression(C=10.0, max_iter=2000, random_state=seed).fit(x, target)
+    coef, intercept = model.coef_.astype(np.float32), model.intercept_.astype(np.float32)
+    if len(labels) == 2:  # sklearn fits one row for two classes: softmax([0, z]) == sigmoid(z)
+        coef, intercept = np.vstack([np.zeros_like(coef), coef]), np.r_[0.0, intercept].astype(np.float32)
+    return Head("logreg", labels, provenance, coef=coef, intercept=intercept)
+
+
+@dataclass
+class LabelSpec:
+    name: str
+    description: str = ""
+    keywords: list[str] = field(default_factory=list)
+
+
+def label_texts(spec: LabelSpec, template: str) -> list[str]:
+    """What stands for a label: the template around it, its own words, description and keywords."""
+    texts = [template.format(label=spec.name), spec.name]
+    if spec.description:
+        texts.append(spec.description)
+    if spec.keywords:
+        texts.append(", ".join(spec.keywords))
+    return texts
+
+
+def zero_shot(specs: list[LabelSpec], template: str, encode, provenance: dict | None) -> Head:
+    """Each label's vector: the normalized mean of its texts' vectors."""
+    if len({s.name for s in specs}) != len(specs) or len(specs) < 2:
+        raise UsageError("give at least 2 distinct labels")
+    vectors = unit(np.vstack([unit(encode(label_texts(s, template))).mean(axis=0) for s in specs]))
+    return Head("zero-shot", [s.name for s in specs], provenance, vectors=vectors, extra={"template": template})
+
+
+def refine(head: Head, x: np.ndarray, top: int) -> Head:
+    """Lbl2TransformerVec: each label vector becomes the centroid of the documents nearest to it."""
+    x = unit(x)
+    sims = x @ head.vectors.T
+    best = sims.argmax(axis=1)
+    vectors = head.vectors.copy()
+    for i in range(len(head.labels)):
+        # Documents this label wins, most similar first; fall back to its nearest ones overall.
+        own = np.flatnonzero(best == i)
+        pool = own if len(own) else np.arange(len(x))
+        chosen = pool[np.argsort(-sims[pool, i], kind="stable")[:top]]
+        vectors[i] = unit(x[chosen].mean(axis=0, keepdims=True))[0]
+    return Head(head.kind, head.labels, head.provenance, vectors=vectors, extra={**head.extra, "refined_top": top})
+
+
+def confusion_table(gold: list[str], pred: list[str | None], labels: list[str]) -> str:
+    names = sorted(set(labels) | set(gold) | {p for p in pred if p is not None})
+    cols = [*names, "(none)"] if any(p is None for p in pred) else names
+    index = {n: i for i, n in enumerate(cols)}
+    m = np.zeros((len(names), len(cols)), dtype=int)
+    for g, p in zip(gold, pred, strict=True):
+        m[names.index(g), index[p if p is not None else "(none)"]] += 1
+    corner = "gold \\ predicted"
+    first = max(len(corner), *(len(n) for n in names))
+    width = max(6, *(len(c) for c in cols))
+    lines = [corner.ljust(first) + "".join(c.rjust(width + 1) for c in cols)]
+    for i, name in enumerate(names):
+        lines.append(name.ljust(first) + "".join(str(v).rjust(width + 1) for v in m[i]))
+    return "\n".join(lines)
