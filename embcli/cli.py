@@ -12,7 +12,7 @@ import typer
 import typer.completion
 
 from embcli import __version__
-from embcli.commands import cache, classify, cluster, diff, embed, index, models, quantize, search
+from embcli.commands import anomalies, cache, classify, cluster, diff, embed, index, models, quantize, search
 from embcli.errors import EmbcliError
 
 app = typer.Typer(
@@ -59,6 +59,7 @@ app.command("quantize")(quantize.quantize)
 app.command("diff")(diff.diff)
 app.command("cluster")(cluster.cluster)
 app.command("classify")(classify.classify)
+app.command("detect-anomalies")(anomalies.detect_anomalies)
 app.add_typer(models.app, name="models")
 app.add_typer(cache.app, name="cache")
 

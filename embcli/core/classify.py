@@ -60,8 +60,8 @@ class Head:
     def save(self, path: str) -> None:
         from embcli.core.fsutil import atomic_file
 
-        meta = {"format": "embcli-head", "version": 1, "kind": self.kind, "labels": self.labels, "k": self.k,
-                "provenance": self.provenance, "extra": self.extra}  # fmt: skip
+        settings = ("kind", "labels", "k", "provenance", "extra")
+        meta = {"format": "embcli-head", "version": 1, **{name: getattr(self, name) for name in settings}}
         arrays = {n: a for n in ("vectors", "targets", "coef", "intercept") if (a := getattr(self, n)) is not None}
         with atomic_file(path) as f:
             np.savez(f, meta=np.array(json.dumps(meta)), **arrays)

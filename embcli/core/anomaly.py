@@ -1,0 +1,136 @@
+"""Shallow anomaly detectors on unit vectors (Text-ADBench: as good as deep ones on good embeddings).
+
+Every detector returns scores where higher means more anomalous. Outlier mode
+scores the reference set itself (an item is never its own neighbour); novelty
+mode scores new vectors against a fitted reference. A detector is saved as its
+reference vectors and settings (plain NPZ, no pickle) and refitted on load:
+fitting is deterministic for a seed, so a saved detector scores exactly as the
+one-shot run did.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from embcli.core import neighbors
+from embcli.core.neighbors import unit
+from embcli.errors import IncompatibleError, InputError, UsageError
+
+METHODS = ("knn", "lof", "iforest", "ecod", "mahalanobis")
+
+
+@dataclass
+class Detector:
+    method: str = "knn"
+    k: int = 10
+    aggregate: str = "mean"  # knn: mean or max distance to the k nearest
+    seed: int = 0
+    threshold: float | None = None
+    provenance: dict | None = None
+    reference: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise UsageError(f"unknown method {self.method!r}; choose from {', '.join(METHODS)}")
+
+    def fit(self, reference: np.ndarray) -> Detector:
+        if len(reference) < 3:
+            raise InputError(f"anomaly detection needs at least 3 reference vectors, got {len(reference)}")
+        self.reference = unit(reference)
+        self._model = None
+        if self.method == "lof":
+            from sklearn.neighbors import LocalOutlierFactor
+
+            self._model = LocalOutlierFactor(n_neighbors=min(self.k, len(reference) - 1), novelty=True)
+            self._model.fit(self.reference)
+        elif self.method == "iforest":
+            from sklearn.ensemble import IsolationForest
+
+            self._model = IsolationForest(n_estimators=200, random_state=self.seed).fit(self.reference)
+        elif self.method == "ecod":
+            self._sorted = np.sort(self.reference, axis=0)
+        elif self.method == "mahalanobis":
+            from sklearn.covariance import LedoitWolf
+
+            cov = LedoitWolf().fit(self.reference)  # shrinkage: stable in 384-d with few samples
+            self._mean, self._precision = cov.location_, cov.precision_
+        return self
+
+    def score(self, x: np.ndarray | None = None) -> np.ndarray:
+        """Anomaly scores of x against the reference; x=None scores the reference itself (outlier mode)."""
+        same = x is None
+        x = self.reference if same else unit(x)
+        if self.method == "knn":
+            _, sims = neighbors.search(self.reference, x, self.k, exclude_self=same)
+            dist = 1 - sims
+            return dist.max(axis=1) if self.aggregate == "max" else dist.mean(axis=1)
+        if self.method == "lof":
+            if same:  # outlier mode: LOF of each point among the others
+                from sklearn.neighbors import LocalOutlierFactor
+
+                lof = LocalOutlierFactor(n_neighbors=min(self.k, len(x) - 1)).fit(x)
+                return -lof.negative_outlier_factor_
+            return -self._model.score_samples(x)
+        if self.method == "iforest":
+            return -self._model.score_samples(x)
+        if self.method == "ecod":
+            return self._ecod(x)
+        d = x - self._mean
+        return np.einsum("ij,jk,ik->i", d, self._precision, d)
+
+    def _ecod(self, x: np.ndarray) -> np.ndarray:
+        """ECOD (Li et al., 2022): tail probabilities from each dimension's empirical CDF, summed as -log."""
+        n = len(self._sorted)
+        left = np.empty_like(x, dtype=np.float64)
+        right = np.empty_like(x, dtype=np.float64)
+        for d in range(x.shape[1]):
+            col = self._sorted[:, d]
+            left[:, d] = (np.searchsorted(col, x[:, d], side="right") + 1) / (n + 1)
+            right[:, d] = (n - np.searchsorted(col, x[:, d], side="left") + 1) / (n + 1)
+        mean, median = self.reference.mean(axis=0), np.median(self.reference, axis=0)
+        skew_left = mean < median  # left-skewed dimensions: the left tail is the unusual one
+        auto = np.where(skew_left, left, right)
+        scores = [(-np.log(t)).sum(axis=1) for t in (left, right, auto)]
+        return np.maximum.reduce(scores)
+
+    def save(self, path: str) -> None:
+        from embcli.core.fsutil import atomic_file
+
+        settings = ("method", "k", "aggregate", "seed", "threshold", "provenance")
+        meta = {"format": "embcli-detector", "version": 1, **{name: getattr(self, name) for name in settings}}
+        with atomic_file(path) as f:
+            np.savez(f, meta=np.array(json.dumps(meta)), reference=self.reference)
+
+    @classmethod
+    def load(cls, path: str) -> Detector:
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                meta = json.loads(str(z["meta"]))
+                assert meta["format"] == "embcli-detector"
+                reference = z["reference"]
+        except FileNotFoundError:
+            raise UsageError(f"no detector file at {path}") from None
+        except Exception:
+            raise IncompatibleError(f"not an embcli detector file, {path}") from None
+        det = cls(meta["method"], meta["k"], meta["aggregate"], meta["seed"], meta["threshold"], meta["provenance"])
+        return det.fit(reference)
+
+    def check(self, dims: int, provenance: dict | None) -> None:
+        if dims != self.reference.shape[1]:
+            raise IncompatibleError(
+                f"the detector was fitted on {self.reference.shape[1]}-d vectors, these have {dims}"
+            )
+        if provenance and self.provenance and provenance != self.provenance:
+            raise IncompatibleError(
+                f"the detector was fitted on vectors of another model or options ({self.provenance.get('model')})"
+            )
+
+
+def contamination_threshold(scores: np.ndarray, contamination: float) -> float:
+    """The score above which the top ``contamination`` share lies."""
+    if not 0 < contamination < 0.5:
+        raise UsageError("--contamination must be between 0 and 0.5")
+    return float(np.quantile(scores, 1 - contamination))
