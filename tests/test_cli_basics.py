@@ -18,6 +18,9 @@ STREAM_COMMANDS = [
     ["index", "-o", "{new}", "{vec}"],
     ["search", "{idx}", "{vec}"],
     ["quantize", "--to", "binary", "{vec}"],
+    ["cluster", "--k", "3", "{vec}"],
+    ["classify", "--labels", "web,data", "{vec}"],
+    ["detect-anomalies", "{vec}"],
 ]
 
 
@@ -37,7 +40,24 @@ def paths(tmp_path_factory) -> dict:
 
 @pytest.mark.parametrize(
     "args",
-    [["--help"], *([cmd, "--help"] for cmd in ("embed", "models", "index", "search", "quantize", "cache", "diff"))],
+    [
+        ["--help"],
+        *(
+            [cmd, "--help"]
+            for cmd in (
+                "embed",
+                "models",
+                "index",
+                "search",
+                "quantize",
+                "cache",
+                "diff",
+                "cluster",
+                "classify",
+                "detect-anomalies",
+            )
+        ),
+    ],
 )
 def test_help_imports_no_heavy_module(args):
     code = (
