@@ -120,3 +120,6 @@ ModelField = Annotated[
         rich_help_panel=IO,
     ),
 ]
+Overwrite = Annotated[
+    bool, typer.Option("--overwrite", help="Replace result fields the records already have.", rich_help_panel=IO)
+]

@@ -106,9 +106,7 @@ def detect_anomalies(
     flag_field: Annotated[
         str, typer.Option("--flag-field", metavar="NAME", help="Field for the flag.", rich_help_panel=o.IO)
     ] = "is_anomaly",
-    overwrite: Annotated[
-        bool, typer.Option("--overwrite", help="Replace result fields the records already have.", rich_help_panel=o.IO)
-    ] = False,
+    overwrite: o.Overwrite = False,
     eval_field: EvalField = None,
     eval_out: EvalOut = None,
     vector_field: o.VectorField = "embedding",

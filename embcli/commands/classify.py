@@ -154,9 +154,7 @@ def classify(
             rich_help_panel=o.IO,
         ),
     ] = "label",
-    overwrite: Annotated[
-        bool, typer.Option("--overwrite", help="Replace result fields the records already have.", rich_help_panel=o.IO)
-    ] = False,
+    overwrite: o.Overwrite = False,
     eval_field: EvalField = None,
     eval_out: EvalOut = None,
     vector_field: o.VectorField = "embedding",

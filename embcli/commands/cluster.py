@@ -82,9 +82,7 @@ def cluster(
             rich_help_panel=o.IO,
         ),
     ] = "cluster",
-    overwrite: Annotated[
-        bool, typer.Option("--overwrite", help="Replace result fields the records already have.", rich_help_panel=o.IO)
-    ] = False,
+    overwrite: o.Overwrite = False,
     eval_field: EvalField = None,
     eval_out: EvalOut = None,
     text_field: o.TextField = "text",

@@ -18,10 +18,7 @@ def embed(
     text_field: o.TextField = "text",
     vector_field: o.VectorField = "embedding",
     model_field: o.ModelField = "embedding_model",
-    overwrite: Annotated[
-        bool,
-        typer.Option("--overwrite", help="Replace vector/model fields the record already has.", rich_help_panel=o.IO),
-    ] = False,
+    overwrite: o.Overwrite = False,
     on_error: o.OnErrorOpt = o.OnError.fail,
     model: o.ModelOpt = None,
     prompt: Annotated[
