@@ -76,7 +76,7 @@ def _rows(path: str) -> int:
         return 0  # not created yet
 
 
-def test_killed_run_leaves_a_usable_cache(tmp_path):
+def test_killed_run_leaves_a_usable_cache(tmp_path, packages_vec):
     cache = str(tmp_path / "c.db")
     data = (DATA / "packages-2000.jsonl").read_bytes()
     p = subprocess.Popen(
@@ -96,13 +96,16 @@ def test_killed_run_leaves_a_usable_cache(tmp_path):
     assert r.code == 0, r.err
     hits, _ = _counts(r.err)
     assert 0 < hits < 2000  # resumed from what the killed job had committed
-    assert r.out == cli("embed", input=data).out
+    assert r.out == packages_vec.read_bytes()
 
 
-def test_two_jobs_share_one_cache(tmp_path):
+def test_two_jobs_share_one_cache(tmp_path, packages_vec):
+    import threading
+
     cache = str(tmp_path / "c.db")
-    lines = (DATA / "packages-2000.jsonl").read_bytes().splitlines(keepends=True)
-    a, b = b"".join(lines[:1200]), b"".join(lines[800:])  # overlapping halves
+    lines = (DATA / "packages-2000.jsonl").read_bytes().splitlines(keepends=True)[:1600]
+    expected = packages_vec.read_bytes().splitlines(keepends=True)  # the same texts embedded without a cache
+    parts = [(0, 1000), (600, 1600)]  # overlapping: both jobs write the shared texts
     procs = [
         subprocess.Popen(
             [sys.executable, "-m", "embcli", "embed", "--cache", cache],
@@ -110,13 +113,24 @@ def test_two_jobs_share_one_cache(tmp_path):
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
         )
-        for _ in (a, b)
+        for _ in parts
     ]
-    outs = [p.communicate(data, timeout=600) for p, data in zip(procs, (a, b), strict=True)]
-    assert [p.returncode for p in procs] == [0, 0], [e.decode() for _, e in outs]
-    assert outs[0][0] == cli("embed", input=a).out and outs[1][0] == cli("embed", input=b).out
+    outs: dict[int, tuple[bytes, bytes]] = {}
+
+    def feed(i: int) -> None:
+        lo, hi = parts[i]
+        outs[i] = procs[i].communicate(b"".join(lines[lo:hi]), timeout=600)
+
+    threads = [threading.Thread(target=feed, args=(i,)) for i in range(len(parts))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert [p.returncode for p in procs] == [0, 0], [outs[i][1].decode() for i in outs]
+    for i, (lo, hi) in enumerate(parts):
+        assert outs[i][0] == b"".join(expected[lo:hi])
     r = cli("embed", "--cache", cache, input=b"".join(lines))
-    assert _counts(r.err)[1] == 0
+    assert _counts(r.err) == (1600, 0)
 
 
 def test_prune(tmp_path):

@@ -36,7 +36,8 @@ def test_each_document_finds_itself_and_exact_agrees(corpus):
     recs = corpus["records"]
     queries = _queries(recs)
     ann = cli("search", str(corpus["idx"]), "-k", "3", input=queries)
-    exact = cli("search", str(corpus["idx"]), "-k", "3", "--exact", input=queries)
+    # Exact search with the documents' own vectors: the same queries, without embedding them again.
+    exact = cli("search", str(corpus["idx"]), "-k", "3", "--exact", input=corpus["vec"].read_bytes())
     ann_ids, exact_ids = _ids(ann), _ids(exact)
     vectors = {rec["id"]: np.array(rec["embedding"]) for rec in recs}
     for rec, got, out, ex in zip(recs, ann_ids, ann.records(), exact_ids, strict=True):
@@ -140,6 +141,7 @@ def test_npy_with_ids_and_model(corpus, tmp_path):
     texts = b"".join(orjson.dumps({"text": rec["text"]}) + b"\n" for rec in corpus["records"][:50])
     (tmp_path / "v.npy").write_bytes(b"")
     assert cli("embed", "-q", "-o", str(tmp_path / "v.npy"), input=texts).code == 0
+    assert np.load(tmp_path / "v.npy").shape == (50, 384)  # -o FILE.npy is one standard array
     (tmp_path / "ids.txt").write_text("".join(f"{rec['id']}\n" for rec in corpus["records"][:50]))
     r = cli(
         "index",
