@@ -88,7 +88,8 @@ class Encoder:
             raise IncompatibleError(f"unreadable tokenizer ({e}), {self.spec.tokenizer_path}") from None
         # tokenizer.json files often carry fixed padding and a shorter truncation
         # than the model's real max length (the MiniLM trap): take both from us.
-        self.pad_id = tok.padding["pad_id"] if tok.padding else (tok.token_to_id("[PAD]") or 0)
+        pad = next((i for t in ("[PAD]", "<pad>") if (i := tok.token_to_id(t)) is not None), 0)
+        self.pad_id = tok.padding["pad_id"] if tok.padding else pad  # BERT [PAD]=0, XLM-R <pad>=1
         tok.no_padding()
         tok.enable_truncation(self.max_length)
         self.tokenizer = tok
