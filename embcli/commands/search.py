@@ -235,8 +235,9 @@ def search(
     if summary := bad.summary():
         warn(summary, quiet)
     shards = f" over {len(readers)} shards" if len(readers) > 1 else ""
+    noun = "query" if n_queries == 1 else "queries"
     say(
-        f"searched {n_queries:,} queries{shards} in {elapsed:.1f}s, {n_queries / max(elapsed, 1e-9):,.0f} queries/s",
+        f"searched {n_queries:,} {noun}{shards} in {elapsed:.1f}s, {n_queries / max(elapsed, 1e-9):,.0f} queries/s",
         quiet,
     )
 
