@@ -131,7 +131,7 @@ def search(
         parse_vector,
         where,
     )
-    from embcli.errors import IncompatibleError, InputError, UsageError
+    from embcli.errors import IncompatibleError, InputError
 
     readers = open_shards(indexes)
     prov = readers[0].provenance
@@ -147,16 +147,13 @@ def search(
                     f"index {indexes[0]} records no model, so it cannot embed text queries",
                     hint="give queries with an embedding field, or rebuild the index from `embcli embed` output",
                 )
-            prompt = query_prompt
-            if prompt_name is not None:
-                from embcli.core.models import resolve_model
-
-                spec = resolve_model(prov["model"])
-                if prompt_name not in spec.prompts:
-                    raise UsageError(f"model {prov['model']!r} has no prompt named {prompt_name!r}")
-                prompt = spec.prompts[prompt_name]
             encoder = encoder_from_provenance(
-                prov, prompt=prompt, device=device.value, threads=threads, batch_size=batch_size
+                prov,
+                prompt=query_prompt,
+                prompt_name=prompt_name,
+                device=device.value,
+                threads=threads,
+                batch_size=batch_size,
             )
         return encoder
 

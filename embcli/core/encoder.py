@@ -219,8 +219,10 @@ class Encoder:
         }
 
 
-def encoder_from_provenance(prov: dict, *, prompt: str | None = None, **runtime: object) -> Encoder:
-    """An encoder that makes vectors exactly as ``prov`` records (``prompt`` overrides, for queries)."""
+def encoder_from_provenance(
+    prov: dict, *, prompt: str | None = None, prompt_name: str | None = None, **runtime: object
+) -> Encoder:
+    """An encoder that makes vectors exactly as ``prov`` records; a prompt given here overrides (queries)."""
     from embcli.core.models import resolve_model
 
     spec = resolve_model(prov["model"])
@@ -229,12 +231,15 @@ def encoder_from_provenance(prov: dict, *, prompt: str | None = None, **runtime:
             f"model {prov['model']!r} here is not the one that made these vectors "
             f"(sha256 {spec.sha256()[:16]}, recorded {prov['model_sha256']})"
         )
+    if prompt is None and prompt_name is None:
+        prompt = prov["prompt"]
     return Encoder(
         spec,
         max_length=prov["max_length"],
         pooling=prov["pooling"],
         normalize=prov["normalize"],
-        prompt=prov["prompt"] if prompt is None else prompt,
+        prompt=prompt,
+        prompt_name=prompt_name,
         dims=prov["dims"],
         **runtime,
     )

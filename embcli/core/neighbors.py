@@ -52,7 +52,10 @@ def _exact(ref: np.ndarray, queries: np.ndarray, k: int, exclude_self: bool) -> 
 def _hnsw(ref: np.ndarray, queries: np.ndarray, k: int, exclude_self: bool) -> tuple[np.ndarray, np.ndarray]:
     from embcli.core.native import usearch_index
 
-    index = usearch_index()(ndim=ref.shape[1], metric="cos", connectivity=16, expansion_add=128, expansion_search=128)
+    # A throwaway graph: a smaller build beam than `embcli index` uses (its cost dominates at 1M),
+    # and a search beam of at least twice k.
+    ef = max(64, 2 * (k + 1))
+    index = usearch_index()(ndim=ref.shape[1], metric="cos", connectivity=16, expansion_add=64, expansion_search=ef)
     index.add(np.arange(len(ref), dtype=np.uint64), ref, threads=0)
     extra = 1 if exclude_self else 0
     found = index.search(queries, k + extra, threads=0)
