@@ -111,8 +111,8 @@ def test_zero_shot_with_refine(docs):
     acc = [np.mean([x["label"] == x["module"] for x in r.records()]) for r in (plain, refined)]
     assert acc[0] >= 0.6 and acc[1] >= 0.75 and acc[1] > acc[0]  # measured 0.72 and 0.82
     rec = plain.records()[0]
-    assert set(rec["label_scores"]) == {lab["label"] for lab in LABELS}
-    assert rec["label_score"] == max(rec["label_scores"].values())
+    assert set(rec["scores"]) == {lab["label"] for lab in LABELS}
+    assert rec["score"] == max(rec["scores"].values())
     r = cli("classify", str(docs / "all.jsonl"), "--labels", "math,socket", "--threshold", "0.99")
     assert all(x["label"] is None for x in r.records())
 
@@ -200,7 +200,7 @@ def test_query_equal_to_a_label_vector_gets_that_label(tmp_path):
         input=b"".join(orjson.dumps(x, option=orjson.OPT_SERIALIZE_NUMPY) + b"\n" for x in recs),
     )
     assert [x["label"] for x in got.records()] == ["sports", "politics", "technology"]
-    assert all(abs(x["label_score"] - 1) < 1e-5 for x in got.records())
+    assert all(abs(x["score"] - 1) < 1e-5 for x in got.records())
 
 
 # --------------------------------------------------------------------------- bad input

@@ -136,7 +136,7 @@ def classify(
     all_scores: Annotated[
         bool,
         typer.Option(
-            "--all-scores", help="Add every label's score (probabilities for logreg) as `scores`.", rich_help_panel=o.IO
+            "--all-scores", help="Add every label's score (probabilities for logreg).", rich_help_panel=o.IO
         ),
     ] = False,
     threshold: Annotated[
@@ -150,10 +150,19 @@ def classify(
         typer.Option(
             "--output-field",
             metavar="NAME",
-            help="Field for the label (NAME_score holds its score, NAME_scores all scores).",
+            help="Field for the label.",
             rich_help_panel=o.IO,
         ),
     ] = "label",
+    score_field: Annotated[
+        str, typer.Option("--score-field", metavar="NAME", help="Field for the label's score.", rich_help_panel=o.IO)
+    ] = "score",
+    scores_field: Annotated[
+        str,
+        typer.Option(
+            "--scores-field", metavar="NAME", help="Field for every label's score (--all-scores).", rich_help_panel=o.IO
+        ),
+    ] = "scores",
     overwrite: o.Overwrite = False,
     eval_field: EvalField = None,
     eval_out: EvalOut = None,
@@ -187,7 +196,6 @@ def classify(
         raise UsageError("give exactly one of --labels/--labels-file (zero-shot), --train FILE or --head-file FILE")
     if refine and not (labels or labels_file):
         raise UsageError("--refine is for zero-shot labels")
-    score_field, scores_field = f"{output_field}_score", f"{output_field}_scores"
     result_fields = [output_field, score_field] + ([scores_field] if all_scores else [])
     bad = BadRecords(skip=on_error is o.OnError.skip)
 
