@@ -219,7 +219,14 @@ class IndexReader:
 
     def _ann(self, queries: np.ndarray, k: int, exact: bool = False) -> list[list[tuple[int, float]]]:
         coded = np.packbits(queries > 0, axis=1) if self.dtype == "b1" else queries
-        matches = self.index.search(coded, k, exact=exact, threads=0)
+        ef = self.index.expansion_search
+        # Oversampled fetches (filters, rescoring) need a beam wider than the results asked for:
+        # at ef == k the deep ranks are poor (filtered recall@10 0.948 at 50% selectivity, 100k).
+        self.index.expansion_search = max(ef, 2 * k)
+        try:
+            matches = self.index.search(coded, k, exact=exact, threads=0)
+        finally:
+            self.index.expansion_search = ef
         keys, dists = np.atleast_2d(matches.keys), np.atleast_2d(matches.distances)
         counts = np.atleast_1d(getattr(matches, "counts", len(matches.keys)))
         return [
