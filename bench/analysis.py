@@ -54,6 +54,7 @@ def main() -> None:
     ap.add_argument("--vectors")
     ap.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
     ap.add_argument("--alt-limit", type=int, default=100_000)
+    ap.add_argument("--commands", nargs="+", default=["cluster", "classify", "detect-anomalies"])
     a = ap.parse_args()
     base = cached_vectors(a.vectors)
     rng = np.random.default_rng(0)
@@ -85,6 +86,8 @@ def main() -> None:
                 ("classify --head-file (centroid)", ["classify", "--head-file", str(head), str(path)]),
                 ("detect-anomalies (knn)", ["detect-anomalies", str(path)]),
             ):
+                if cmd[0] not in a.commands:
+                    continue
                 secs, rss, _ = timed_run([sys.executable, "-m", "embcli", *cmd, "-q", "-o", "/dev/null"])
                 rows.append((label, "embcli " + name, secs, rss))
                 print(f"{label:<34}{'embcli ' + name:<44}{secs:>8.1f}s{rss:>8.0f} MB", flush=True)

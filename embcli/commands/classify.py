@@ -135,9 +135,7 @@ def classify(
     ] = 0,
     all_scores: Annotated[
         bool,
-        typer.Option(
-            "--all-scores", help="Add every label's score (probabilities for logreg).", rich_help_panel=o.IO
-        ),
+        typer.Option("--all-scores", help="Add every label's score (probabilities for logreg).", rich_help_panel=o.IO),
     ] = False,
     threshold: Annotated[
         Optional[float],

@@ -116,7 +116,7 @@ def index(
             help="Default HNSW candidate list at search time (ef).",
             rich_help_panel=INDEX,
         ),
-    ] = 64,
+    ] = 128,
     keep_floats: Annotated[
         Optional[bool],
         typer.Option(

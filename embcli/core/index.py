@@ -57,7 +57,7 @@ class IndexOptions:
     dtype: str = "f32"
     connectivity: int = 16
     expansion_add: int = 128
-    expansion_search: int = 64
+    expansion_search: int = 128  # usearch uses 64; recall@10 on 100k real vectors: 0.956 at 64, 0.981 at 128
     keep_floats: bool | None = None  # None: yes for compact dtypes
 
     def check(self) -> None:
@@ -264,7 +264,7 @@ class IndexReader:
         mask = np.zeros(int(allowed.max()) + 1, dtype=bool)
         mask[allowed] = True
         want = min(k, len(allowed))
-        fetch = int(np.ceil(want * self.count / len(allowed) * 2)) + 10
+        fetch = int(np.ceil(want * self.count / len(allowed) * 3)) + 10  # 3x oversampling: deep ranks are weaker
         results: list[list[tuple[int, float]]] = [[] for _ in queries]
         todo = np.arange(len(queries))
         while len(todo):
