@@ -146,7 +146,11 @@ def test_interrupt_exits_130_and_leaves_no_partial_file(tmp_path):
     )
     p.stdin.write(GOOD.encode())
     p.stdin.flush()
-    time.sleep(3)  # let it load the model and embed the first record; stdin stays open
+    # Wait until the first record is embedded and flushed to the temp file (stdin stays open):
+    # a Ctrl-C during start-up may land in a library import that swallows it.
+    deadline = time.monotonic() + 120
+    while not any(f.stat().st_size for f in tmp_path.iterdir()) and time.monotonic() < deadline:
+        time.sleep(0.1)
     p.send_signal(signal.SIGINT)
     _, err = p.communicate(timeout=60)
     assert p.returncode == 130
