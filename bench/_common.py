@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import tempfile
@@ -33,19 +32,30 @@ def dedupe(x: np.ndarray) -> np.ndarray:
     return x[np.sort(first)]
 
 
+# A child forked from a big parent inherits the parent's peak RSS in its rusage: measure through
+# a small launcher, whose own child starts from the launcher's few MB.
+_LAUNCHER = (
+    "import os, subprocess, sys\n"
+    "p = subprocess.Popen(sys.argv[1:])\n"
+    "_, status, usage = os.wait4(p.pid, 0)\n"
+    "sys.stderr.write(f'\\n__peak_rss_kb__ {usage.ru_maxrss}\\n')\n"
+    "sys.exit(os.waitstatus_to_exitcode(status))\n"
+)
+
+
 def timed_run(cmd: list[str]) -> tuple[float, float, str]:
-    """Wall seconds, peak RSS (MB) of this one child, and its stdout."""
+    """Wall seconds, peak RSS (MB) of the command alone, and its stdout."""
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         start = time.perf_counter()
-        p = subprocess.Popen(cmd, stdout=out, stderr=err)
-        _, status, usage = os.wait4(p.pid, 0)  # rusage of exactly this child
+        code = subprocess.run([sys.executable, "-c", _LAUNCHER, *cmd], stdout=out, stderr=err).returncode
         elapsed = time.perf_counter() - start
-        code = os.waitstatus_to_exitcode(status)
         out.seek(0)
         err.seek(0)
+        errors = err.read().decode()
         if code not in (0, 1):  # diff exits 1 for "different"
-            sys.exit(f"bench: {' '.join(cmd)} failed:\n{err.read().decode()}")
-        return elapsed, usage.ru_maxrss / 1024, out.read().decode()
+            sys.exit(f"bench: {' '.join(cmd)} failed:\n{errors}")
+        rss_kb = int(errors.rsplit("__peak_rss_kb__ ", 1)[1].split()[0])
+        return elapsed, rss_kb / 1024, out.read().decode()
 
 
 def recall_at_k(exact_scores: np.ndarray, found_scores: np.ndarray, k: int) -> float:

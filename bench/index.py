@@ -21,7 +21,9 @@ once with `embcli embed` and cached under bench/.cache/; --queries other summari
 the index are the queries. --scale M adds a synthetic corpus of M vectors made from the real
 ones (each plus Gaussian noise, renormalized), searched with the same real queries.
 
-    python bench/index.py                      # 100k real + 1M synthetic (about 25 min on 2 cores)
+    python bench/index.py                      # 100k real + 1M synthetic: ~55 min on 2 cores, most of it
+                                               # the single-threaded 1M builds (f32 ~28 min, i8 ~14 min)
+    python bench/index.py --scale-dtypes f32   # the same without the 1M i8 build
     python bench/index.py --quick              # 20k real, no synthetic scale
     python bench/index.py --n 50000 --scale 0 --dtypes f32
 
