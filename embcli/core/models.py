@@ -33,7 +33,7 @@ BUILTIN = {
 ALIASES = {"sentence-transformers/all-MiniLM-L6-v2": "all-MiniLM-L6-v2"}
 
 POOLING_MODES = ("mean", "cls", "max", "lasttoken", "mean_sqrt_len")
-_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 # What a sentence-transformers repo needs for ONNX inference; skips weights and ONNX variants.
 _HUB_FILES = [
     "*.json",
@@ -103,7 +103,7 @@ def resolve_model(name: str | None, download: bool = True) -> ModelSpec:
     path = Path(name).expanduser()
     if path.is_dir():
         return read_model_dir(path, name=str(path), source="local")
-    if _REPO_ID.match(name) and not name.startswith((".", "/")):
+    if REPO_ID.match(name) and not name.startswith((".", "/")):
         cached = _cache_path(name)
         if not _is_complete(cached):
             if not download:
@@ -229,33 +229,43 @@ def pull_model(repo_id: str) -> Path:
     target = _cache_path(repo_id)
     if _is_complete(target):
         return target
-    offline_hint = (
-        f"on a machine with network run 'embcli models pull {repo_id}', or put a sentence-transformers "
-        f"directory with an ONNX graph at {target}, or pass a local directory to --model"
-    )
-    try:
-        from huggingface_hub import snapshot_download
-    except ImportError:
-        raise EmbcliError(f"cannot download {repo_id!r}: huggingface_hub is not installed", hint=offline_hint) from None
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
-        snapshot_download(repo_id, allow_patterns=_HUB_FILES, local_dir=tmp)
-        shutil.rmtree(tmp / ".cache", ignore_errors=True)
+        download_repo(
+            repo_id,
+            _HUB_FILES,
+            tmp,
+            offline_hint=(
+                f"on a machine with network run 'embcli models pull {repo_id}', or put a sentence-transformers "
+                f"directory with an ONNX graph at {target}, or pass a local directory to --model"
+            ),
+        )
         if not _is_complete(tmp):
             raise IncompatibleError(
                 f"hub repo {repo_id!r} has no ONNX graph (model.onnx or onnx/model.onnx) or no tokenizer.json",
-                hint="pick a repo that ships ONNX, or export one and pass its directory to --model",
+                hint=f"import its safetensors weights instead: embcli models import {repo_id} -o DIR",
             )
         os.replace(tmp, target)
-    except EmbcliError:
-        raise
-    except Exception as e:  # network, auth, missing repo: all end the same way for the user
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise EmbcliError(f"cannot download model {repo_id!r}: {first}", hint=offline_hint) from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return target
+
+
+def download_repo(repo_id: str, patterns: list[str], dest: Path, offline_hint: str | None = None) -> Path:
+    """Files of a hub repo matching ``patterns`` into ``dest`` (needs network and huggingface_hub)."""
+    hint = offline_hint or (f"on a machine with network, download the repo ({repo_id}) and pass its directory instead")
+    try:
+        from huggingface_hub import snapshot_download
+    except ImportError:
+        raise EmbcliError(f"cannot download {repo_id!r}: huggingface_hub is not installed", hint=hint) from None
+    try:
+        snapshot_download(repo_id, allow_patterns=patterns, local_dir=dest)
+    except Exception as e:  # network, auth, missing repo: all end the same way for the user
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise EmbcliError(f"cannot download model {repo_id!r}: {first}", hint=hint) from None
+    shutil.rmtree(dest / ".cache", ignore_errors=True)
+    return dest
 
 
 def list_models() -> list[tuple[str, str, str]]:
