@@ -111,7 +111,7 @@ class Encoder:
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        opts.log_severity_level = 3  # a failed CUDA load is reported by us, not as an ORT warning
+        opts.log_severity_level = 4  # failures (a CUDA load, a bad batch) are reported by us, once
         providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if want_cuda else ["CPUExecutionProvider"]
         try:
             session = ort.InferenceSession(str(self.spec.onnx_path), opts, providers=providers)
@@ -204,7 +204,11 @@ class Encoder:
         if "token_type_ids" in self._input_names:
             feed["token_type_ids"] = np.zeros_like(input_ids)
         feed = {k: v for k, v in feed.items() if k in self._input_names}
-        return self.session.run([self._output.name], feed)[0], mask
+        try:
+            return self.session.run([self._output.name], feed)[0], mask
+        except Exception as e:  # onnxruntime raises its own types; say which graph failed
+            first = str(e).strip().splitlines()[0][:300]
+            raise IncompatibleError(f"the ONNX graph failed on a batch ({first}), {self.spec.onnx_path}") from None
 
     def provenance(self) -> dict:
         """Everything that makes these vectors what they are: travels with records into indexes."""

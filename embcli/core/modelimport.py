@@ -210,6 +210,7 @@ def import_model(
         copy_model_files(source, model_dir)
         work = stage / "work"
         work.mkdir()
+        _check_vocab(model_dir, w)
         # The directory's tokenizer and pooling; each gate swaps in the graph it checks.
         spec = read_model_dir(model_dir, name=str(out), source="local", onnx_path=work / "fp32.onnx")
         checker = Checker(w, spec, threads=threads)
@@ -234,6 +235,16 @@ def import_model(
         return build
     finally:
         shutil.rmtree(stage, ignore_errors=True)
+
+
+def _check_vocab(model_dir: Path, w: EncoderWeights) -> None:
+    from tokenizers import Tokenizer
+
+    size = Tokenizer.from_file(str(model_dir / "tokenizer.json")).get_vocab_size(with_added_tokens=True)
+    if size > w.word.shape[0]:
+        raise IncompatibleError(
+            f"the tokenizer has {size} tokens but the weights embed only {w.word.shape[0]}, {model_dir.parent}"
+        )
 
 
 def _replace_dir(new: Path, dst: Path) -> None:
