@@ -13,7 +13,28 @@ from conftest import DATA, cli
 
 from embcli.core.transformer import position_ids, read_encoder, reference_forward
 
-WORDS = "the a of to and in is for with on python data file image web test fast simple library tool".split()
+WORDS = [
+    "the",
+    "a",
+    "of",
+    "to",
+    "and",
+    "in",
+    "is",
+    "for",
+    "with",
+    "on",
+    "python",
+    "data",
+    "file",
+    "image",
+    "web",
+    "test",
+    "fast",
+    "simple",
+    "library",
+    "tool",
+]
 
 
 def save_safetensors(path: Path, tensors: dict[str, np.ndarray]) -> None:
