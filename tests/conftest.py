@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,6 +38,27 @@ def cli(*args: str, input: bytes | str = b"", env: dict | None = None, cwd: Path
         [sys.executable, "-m", "embcli", *args], input=input, capture_output=True, env=full_env, cwd=cwd, timeout=600
     )
     return Result(p.returncode, p.stdout, p.stderr.decode("utf-8", "replace"))
+
+
+def pytest_configure(config) -> None:
+    # The built-in model runs a graph built from its fp32 weights on first use: tests get a
+    # cache of their own (set EMBCLI_GRAPHS_DIR to keep one between runs), built once below.
+    if "EMBCLI_GRAPHS_DIR" not in os.environ:
+        os.environ["EMBCLI_GRAPHS_DIR"] = tempfile.mkdtemp(prefix="embcli-graphs-")
+        config._embcli_graphs = os.environ["EMBCLI_GRAPHS_DIR"]
+    os.environ.pop("EMBCLI_DEFAULT_GRAPH", None)
+
+
+def pytest_unconfigure(config) -> None:
+    if hasattr(config, "_embcli_graphs"):
+        shutil.rmtree(config._embcli_graphs, ignore_errors=True)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def default_graph_built() -> None:
+    """Build the default graph before any test reads stderr (the first build says so there)."""
+    r = cli("embed", "-q", input='{"text": "warm up"}\n')
+    assert r.code == 0, r.err
 
 
 @pytest.fixture(scope="session")

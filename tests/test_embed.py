@@ -95,7 +95,7 @@ def test_fields_pass_through_and_text_input():
     assert list(rec) == ["id", "body", "meta", "n", "vec", "embedding_model"]
     assert rec["embedding_model"] == {
         "model": "all-MiniLM-L6-v2",
-        "model_sha256": "8199be6f699a395f",
+        "model_sha256": "53aa51172d142c89",  # the fp32 weights: the same whichever graph runs them
         "dims": 384,
         "max_length": 256,
         "pooling": "mean",

@@ -98,10 +98,13 @@ def test_models_info():
     info = orjson.loads(r.out)
     assert info["dimensions"] == 384 and info["max_length"] == 256
     assert info["pooling"] == "mean" and info["normalize"] is True
-    assert info["sha256"] == info["sha256_pinned"] == "8199be6f699a395f99f89df973f9dc5285fbcfcdb2ae1a4e1201dab014f3d2a6"
+    # The graph that runs was built from the pinned fp32 weights and is checked against its record.
+    assert info["model_id"] == "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
+    assert info["sha256"] == info["sha256_pinned"]
+    assert info["graph"]["kind"] in ("fp32", "fused", "int8") and "accuracy gate" in info["graph"]["why"]
     assert "CPUExecutionProvider" in info["execution_providers"]
     r = cli("models", "info")
-    assert b"matches the pinned hash" in r.out and b"dimensions:   384" in r.out
+    assert b"(checked)" in r.out and b"dimensions:   384" in r.out and b"graph kind:" in r.out
     assert cli("models", "info", "nope").code == 2
 
 

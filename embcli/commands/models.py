@@ -9,6 +9,7 @@ import typer
 
 from embcli.commands import _options as o
 from embcli.commands._ui import say
+from embcli.errors import EmbcliError
 
 app = typer.Typer(help="List, inspect, fetch and import embedding models.", no_args_is_help=True)
 
@@ -62,6 +63,7 @@ def info(
         "directory": str(spec.directory),
         "onnx": str(spec.onnx_path),
         "tokenizer": str(spec.tokenizer_path),
+        "model_id": spec.model_id(),
         "sha256": sha,
         "sha256_pinned": spec.expected_sha256,
         "graph_inputs": sorted(i.name for i in enc.session.get_inputs()),
@@ -69,7 +71,8 @@ def info(
         "onnxruntime": ort.__version__,
         "execution_providers": ort.get_available_providers(),
     }
-    pinned = " (matches the pinned hash)" if spec.expected_sha256 == sha else ""
+    data["graph"] = {"kind": spec.graph, "why": spec.graph_why}
+    pinned = " (checked)" if spec.expected_sha256 == sha else ""
     prompts = ", ".join(f"{k}={v!r}" for k, v in spec.prompts.items()) or "none"
     text = "\n".join(
         [
@@ -80,6 +83,7 @@ def info(
             f"prompts:      {prompts}; default: {spec.default_prompt_name or 'none'}",
             f"directory:    {spec.directory}",
             f"onnx:         {spec.onnx_path}",
+            *([f"graph kind:   {spec.graph}: {spec.graph_why}"] if spec.source == "builtin" else []),
             f"tokenizer:    {spec.tokenizer_path}",
             f"sha256:       {sha}{pinned}",
             f"graph:        inputs {', '.join(data['graph_inputs'])} -> {data['graph_output']}",
@@ -152,3 +156,42 @@ def import_(
     say(
         f"wrote {build.precision}{' fused' if build.optimized else ''} model to {out}; use it with --model {out}", quiet
     )
+
+
+class GraphChoice(str, Enum):
+    auto = "auto"
+    fp32 = "fp32"
+    fused = "fused"
+    int8 = "int8"
+    fp16 = "fp16"
+
+
+@app.command("build-default")
+def build_default(
+    graph: Annotated[
+        GraphChoice,
+        typer.Option("--graph", help="auto: the fastest graph that passes the accuracy gate; or build this one."),
+    ] = GraphChoice.auto,
+    device: Annotated[
+        o.Device, typer.Option("--device", help="Build for this device: cpu weighs fp32/fused/int8, cuda uses fp16.")
+    ] = o.Device.cpu,
+    quiet: o.Quiet = False,
+) -> None:
+    """Build the built-in model's graph from its pinned fp32 weights now (embed does it on first use).
+
+    Candidates are gated against a numpy reference forward, timed on real text, and
+    the fastest that passes is kept in the user cache ($EMBCLI_GRAPHS_DIR). Set
+    EMBCLI_DEFAULT_GRAPH=fp32|fused|int8|fp16|shipped to pin one for every command.
+    """
+    import os
+
+    from embcli.core import defaultgraph
+    from embcli.core.models import DEFAULT_MODEL
+
+    if device == o.Device.auto:
+        raise typer.BadParameter("--device must be cpu or cuda here")
+    os.environ["EMBCLI_DEFAULT_GRAPH"] = graph.value
+    choice = defaultgraph.default_graph(DEFAULT_MODEL, device.value, rebuild=True, say=lambda m: say(m, quiet))
+    if choice.path is None:
+        raise EmbcliError(f"no graph was built: {choice.why}")
+    say(f"{choice.path}", quiet)

@@ -107,6 +107,8 @@ class Encoder:
                 f"(available: {', '.join(p.removesuffix('ExecutionProvider') for p in available)})",
                 hint="on a machine with an NVIDIA GPU: pip install 'embcli[gpu]'; or use --device cpu",
             )
+        if want_cuda and self.spec.for_device is not None:
+            self.spec = self.spec.for_device("cuda")  # the built-in model prefers its fp16 graph on GPUs
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
@@ -214,7 +216,7 @@ class Encoder:
         """Everything that makes these vectors what they are: travels with records into indexes."""
         return {
             "model": self.spec.name,
-            "model_sha256": self.spec.sha256()[:16],
+            "model_sha256": self.spec.model_id()[:16],
             "dims": self.dim,
             "max_length": self.max_length,
             "pooling": self.pooling,
@@ -230,10 +232,10 @@ def encoder_from_provenance(
     from embcli.core.models import resolve_model
 
     spec = resolve_model(prov["model"])
-    if not spec.sha256().startswith(prov["model_sha256"]):
+    if not spec.matches(prov["model_sha256"]):
         raise IncompatibleError(
             f"model {prov['model']!r} here is not the one that made these vectors "
-            f"(sha256 {spec.sha256()[:16]}, recorded {prov['model_sha256']})"
+            f"(sha256 {spec.model_id()[:16]}, recorded {prov['model_sha256']})"
         )
     if prompt is None and prompt_name is None:
         prompt = prov["prompt"]

@@ -122,52 +122,85 @@ def _large(w: EncoderWeights) -> bool:
     return n * 4 > EXTERNAL_DATA_BYTES
 
 
-def build_graphs(
+VARIANTS = ("fp32", "fused", "fp16", "fused-fp16", "int8")
+
+
+@dataclass
+class Variant:
+    name: str
+    path: Path
+    gates: list[GateResult] = field(default_factory=list)
+
+
+def build_variants(
     w: EncoderWeights,
     checker: Checker,
     work: Path,
-    *,
-    optimize: bool = False,
-    precision: str = "fp32",
+    wanted: list[str],
     say: Callable[[str], None] = lambda m: None,
-) -> tuple[Path, Build]:
-    """Build, gate and transform graphs in ``work``; returns the final graph and its record."""
+    build: Build | None = None,
+) -> tuple[dict[str, Variant], dict[str, str]]:
+    """Build and gate the ``wanted`` variants in ``work``, each once, from the plain fp32 graph up.
+
+    Returns the variants that passed and, by name, why the others were refused. The
+    plain fp32 graph is always built and must pass: every other graph derives from it.
+    """
     from embcli.core.onnx_build import build_graph, save_graph
 
-    if precision not in PRECISIONS:
-        raise UsageError(f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}")
-    build = Build(precision, optimize)
-    graph = work / "fp32.onnx"
-    save_graph(build_graph(w), graph)
-    _gate(checker, graph, "fp32", build, say)
-    if optimize:
-        fused = work / "fused.onnx"
-        build.fused = optimize_graph(graph, fused, w)
-        say("fused: " + (", ".join(f"{v} {k}" for k, v in build.fused.items()) or "nothing"))
-        _gate(checker, fused, "fp32", build, say)
-        graph = fused
-    if precision == "fp16":
-        half = work / "fp16.onnx"
-        fp16_graph(graph, half, w)
-        _gate(checker, half, "fp16", build, say)
-        graph = half
-    elif precision == "int8":
-        from embcli.core.int8 import quantize_int8
+    build = build or Build("fp32", False)
+    done: dict[str, Variant] = {}
+    refused: dict[str, str] = {}
 
-        q = work / "int8.onnx"
-        build.float_nodes = quantize_int8(graph, q, checker)
-        say(f"int8: {len(build.float_nodes)} MatMul nodes kept in float: {', '.join(build.float_nodes) or 'none'}")
-        _gate(checker, q, "int8", build, say)
-        graph = q
-    return graph, build
+    def gated(name: str, path: Path, precision: str) -> Variant | None:
+        result = checker.gate(path, precision)
+        say(f"{name} graph: {result.describe()}")
+        build.gates.append(result)
+        if not result.passed:
+            refused[name] = f"the {name} graph fails the accuracy gate: {result.describe()}"
+            return None
+        return Variant(name, path, [result])
 
+    def fused() -> Variant | None:
+        if "fused" not in done and "fused" not in refused:
+            path = work / "fused.onnx"
+            build.fused = optimize_graph(done["fp32"].path, path, w)
+            say("fused: " + (", ".join(f"{v} {k}" for k, v in build.fused.items()) or "nothing"))
+            if (v := gated("fused", path, "fp32")) is not None:
+                done["fused"] = v
+        return done.get("fused")
 
-def _gate(checker: Checker, graph: Path, precision: str, build: Build, say: Callable[[str], None]) -> None:
-    result = checker.gate(graph, precision)
-    build.gates.append(result)
-    say(f"{graph.stem} graph: {result.describe()}")
-    if not result.passed:
-        raise IncompatibleError(f"the {precision} graph fails the accuracy gate: {result.describe()}")
+    save_graph(build_graph(w), work / "fp32.onnx")
+    base = gated("fp32", work / "fp32.onnx", "fp32")
+    if base is None:
+        raise IncompatibleError(refused["fp32"] + " (a bug in the graph builder: please report it)")
+    done["fp32"] = base
+    for name in wanted:
+        if name in done or name in refused:
+            continue
+        if name == "fused":
+            fused()
+        elif name in ("fp16", "fused-fp16"):
+            parent = fused() if name == "fused-fp16" else base
+            if parent is not None:
+                path = work / f"{name}.onnx"
+                fp16_graph(parent.path, path, w)
+                if (v := gated(name, path, "fp16")) is not None:
+                    done[name] = v
+        elif name == "int8":
+            from embcli.core.int8 import quantize_int8
+
+            parent = fused()  # the recipe quantizes the fused graph: its MatMuls are the big ones
+            if parent is not None:
+                path = work / "int8.onnx"
+                with _quiet_onnxruntime_tools():
+                    build.float_nodes = quantize_int8(parent.path, path, checker)
+                kept = ", ".join(build.float_nodes) or "none"
+                say(f"int8: {len(build.float_nodes)} MatMul nodes kept in float: {kept}")
+                if (v := gated("int8", path, "int8")) is not None:
+                    done["int8"] = v
+        else:
+            raise UsageError(f"unknown graph variant {name!r}; choose from {', '.join(VARIANTS)}")
+    return done, refused
 
 
 def fetch_source(src: str, tmp: Path) -> Path:
@@ -214,7 +247,14 @@ def import_model(
         # The directory's tokenizer and pooling; each gate swaps in the graph it checks.
         spec = read_model_dir(model_dir, name=str(out), source="local", onnx_path=work / "fp32.onnx")
         checker = Checker(w, spec, threads=threads)
-        graph, build = build_graphs(w, checker, work, optimize=optimize, precision=precision, say=say)
+        target = {"fp32": "fused" if optimize else "fp32", "fp16": "fused-fp16" if optimize else "fp16"}.get(
+            precision, precision
+        )
+        build = Build(precision, optimize or precision == "int8")
+        done, refused = build_variants(w, checker, work, [target], say=say, build=build)
+        if target not in done:
+            raise IncompatibleError(refused.get(target) or next(iter(refused.values())))
+        graph = done[target].path
         os.replace(graph, model_dir / "model.onnx")
         if graph.with_name(graph.name + "_data").exists():
             os.replace(graph.with_name(graph.name + "_data"), model_dir / (graph.name + "_data"))

