@@ -231,6 +231,10 @@ def test_import_refuses_a_non_empty_output_and_missing_weights(tmp_path):
     (src / "model.safetensors").unlink()
     r = cli("models", "import", str(src), "-o", str(tmp_path / "out"))
     assert r.code == 4 and "no model.safetensors" in r.err
+    # A hub repo id needs the network: offline it fails in one line with a way out, writing nothing.
+    r = cli("models", "import", "BAAI/bge-small-en-v1.5", "-o", str(tmp_path / "hub"))
+    assert r.code == 1 and "cannot download" in r.err and "hint:" in r.err
+    assert not (tmp_path / "hub").exists() and not (tmp_path / "out").exists()
 
 
 def test_default_model_weights_import_exactly(tmp_path, golden):

@@ -112,7 +112,10 @@ class Precision(str, Enum):
 @app.command("import")
 def import_(
     source: Annotated[
-        str, typer.Argument(help="A sentence-transformers directory with model.safetensors, or a hub repo id (online).")
+        str,
+        typer.Argument(
+            metavar="SRC", help="A sentence-transformers directory with model.safetensors, or a hub repo id (online)."
+        ),
     ],
     output: Annotated[str, typer.Option("-o", "--output", metavar="DIR", help="The model directory to write.")],
     optimize: Annotated[
