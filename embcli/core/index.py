@@ -200,10 +200,19 @@ class IndexReader:
         queries = np.ascontiguousarray(queries, dtype=np.float32)
         if queries.ndim != 2 or queries.shape[1] != self.dims:
             raise IncompatibleError(f"query vectors have {queries.shape[-1]} dimensions, the index {self.dims}")
-        if expansion_search:
-            self.index.expansion_search = expansion_search
         if self.count == 0 or k < 1 or not len(queries):
             return [[] for _ in queries]
+        default_ef = self.index.expansion_search
+        if expansion_search:
+            self.index.expansion_search = expansion_search  # for this call only
+        try:
+            return self._search(queries, k, exact, where, full_scan_threshold, rescore)
+        finally:
+            self.index.expansion_search = default_ef
+
+    def _search(
+        self, queries: np.ndarray, k: int, exact: bool, where: str | None, full_scan_threshold: int, rescore: int
+    ) -> list[list[tuple[int, float]]]:
         if rescore and self.floats is None and self.dtype == "b1":
             raise IncompatibleError(
                 f"--rescore needs the float vectors, and this index keeps none, {self.path}",
