@@ -47,7 +47,6 @@ HUB_PATTERNS = [
     "LICENSE*",
 ]
 BUILD_RECORD = "embcli-build.json"
-PRECISIONS = ("fp32", "fp16", "int8")
 
 
 @dataclass
