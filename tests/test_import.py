@@ -174,6 +174,9 @@ def test_tiny_models_import_and_match_the_reference(tmp_path, kind):
     real = mask.astype(bool)
     assert np.abs(got[real] - ref[real]).max() < 1e-4
 
+    info = orjson.loads(cli("models", "info", "--json", str(out)).out)
+    assert info["graph"]["kind"] == "fp32" and "models import" in info["graph"]["why"]
+
     # And embcli embeds with it: the same vectors as the reference, alone or batched.
     r = cli("embed", "--model", str(out), "--input-format", "text", input="\n".join(TEXTS) + "\n")
     assert r.code == 0, r.err

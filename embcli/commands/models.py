@@ -83,7 +83,7 @@ def info(
             f"prompts:      {prompts}; default: {spec.default_prompt_name or 'none'}",
             f"directory:    {spec.directory}",
             f"onnx:         {spec.onnx_path}",
-            *([f"graph kind:   {spec.graph}: {spec.graph_why}"] if spec.source == "builtin" else []),
+            *([f"graph kind:   {spec.graph}: {spec.graph_why}"] if spec.graph != "file" else []),
             f"tokenizer:    {spec.tokenizer_path}",
             f"sha256:       {sha}{pinned}",
             f"graph:        inputs {', '.join(data['graph_inputs'])} -> {data['graph_output']}",
