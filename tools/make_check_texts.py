@@ -4,9 +4,9 @@ Sets (field "set"):
 - golden: the 256 texts of the default model's golden file (package summaries, long
   docstrings, other scripts, edge cases), from tests/data;
 - real: the 2,000 real package summaries of tests/data/packages-2000.jsonl;
-- calibration: 512 other package summaries (a stride through the package list that
-  skips the rows above) plus the standard-library docstrings of tests/data, so int8
-  activation ranges are fitted on text the gate never sees.
+- timing: 512 other package summaries (a stride through the package list that skips
+  the rows above) plus the standard-library docstrings of tests/data: the text
+  candidate graphs are timed on, never seen by the gate.
 
 Run: python tools/make_check_texts.py [PYPI_TSV]
 """
@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "tests" / "data"
 SRC = Path(sys.argv[1] if len(sys.argv) > 1 else "/work/.library/env/packages/pypi.tsv")
 OUT = ROOT / "embcli" / "builtin" / "check-texts.jsonl"
-N_CALIBRATION = 512
+N_TIMING = 512
 
 
 def _texts(path: Path) -> list[str]:
@@ -41,10 +41,10 @@ def main() -> None:
             summary = (row["summary"] or "").strip()
             if len(summary.split()) >= 3 and summary not in taken:
                 summaries.append(summary)
-    stride = len(summaries) // N_CALIBRATION
-    calibration = summaries[stride // 2 :: stride][:N_CALIBRATION] + _texts(DATA / "stdlib-docs.jsonl")
+    stride = len(summaries) // N_TIMING
+    timing = summaries[stride // 2 :: stride][:N_TIMING] + _texts(DATA / "stdlib-docs.jsonl")
     with open(OUT, "wb") as out:
-        for name, texts in (("golden", golden), ("real", real), ("calibration", calibration)):
+        for name, texts in (("golden", golden), ("real", real), ("timing", timing)):
             for text in texts:
                 out.write(orjson.dumps({"set": name, "text": text}) + b"\n")
 

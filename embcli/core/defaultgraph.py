@@ -187,7 +187,7 @@ def build_choice(device: str, want: str, slot: Path, say: Callable[[str], None])
             say(f"{graph}: refused: {reason}")
         if not built:
             raise IncompatibleError("no candidate graph passed the accuracy gate: " + "; ".join(refused.values()))
-        texts = check_texts("calibration")[:512]
+        texts = check_texts("timing")[:512]
         speed = _race({g: checker.encoder(v.path) for g, v in built.items()}, texts) if len(built) > 1 else {}
         winner = _pick(speed) if speed else next(iter(built))
         why = _explain(winner, speed, refused, device)

@@ -29,7 +29,7 @@ HIDDEN_CHECK_TEXTS = 64  # golden texts, spread over all lengths, whose hidden s
 
 
 def check_texts(kind: str) -> list[str]:
-    """One set of the shipped check texts: golden, real or calibration."""
+    """One set of the shipped check texts: golden, real or timing."""
     import orjson
 
     with open(CHECK_TEXTS, "rb") as f:
