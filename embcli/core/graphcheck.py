@@ -138,15 +138,3 @@ def _padded(rows: list[list[int]], pad: int) -> np.ndarray:
     for i, r in enumerate(rows):
         out[i, : len(r)] = r
     return out
-
-
-def throughput(enc: Encoder, texts: list[str], repeat: int = 2) -> float:
-    """Texts per second through ``enc`` (tokenized once, best of ``repeat`` timed passes)."""
-    ids = [e.ids for e in enc.tokenizer.encode_batch(texts)]
-    enc.encode_ids(ids[:64])  # warm-up: first runs allocate
-    best = float("inf")
-    for _ in range(repeat):
-        start = time.perf_counter()
-        enc.encode_ids(ids)
-        best = min(best, time.perf_counter() - start)
-    return len(ids) / best
