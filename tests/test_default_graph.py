@@ -91,3 +91,12 @@ def test_int8_graphs_pass_the_gate(tmp_path, golden, kind):
     assert mine.code == exact.code == 0
     a, b = (np.load(io.BytesIO(x.out)) for x in (mine, exact))
     assert np.einsum("ij,ij->i", a, b).min() >= 0.995
+
+
+def test_an_unwritable_graph_cache_still_embeds(tmp_path, golden):
+    (tmp_path / "file").write_text("not a directory")
+    env = {"EMBCLI_GRAPHS_DIR": str(tmp_path / "file" / "graphs")}
+    r = cli("embed", "--vector-field", "vec", str(GOLDEN_TEXTS), env=env)
+    assert r.code == 0, r.err
+    assert "cannot write the graph cache" in r.err and "using the shipped int8-weight graph" in r.err
+    assert _golden_cosines(r, golden).min() >= 0.998

@@ -94,11 +94,16 @@ def default_graph(
     slot = _slot(name, device)
     if not rebuild and (found := _cached(slot, want)) is not None:
         return found
-    with _locked(slot):
-        if not rebuild and (found := _cached(slot, want, report=True)) is not None:
-            return found  # another process built it while we waited
-        (slot / "fallback.json").unlink(missing_ok=True)
-        return _build_or_fall_back(name, device, want, slot, say)
+    try:
+        with _locked(slot):
+            if not rebuild and (found := _cached(slot, want, report=True)) is not None:
+                return found  # another process built it while we waited
+            (slot / "fallback.json").unlink(missing_ok=True)
+            return _build_or_fall_back(name, device, want, slot, say)
+    except OSError as e:  # a read-only or full cache: run, but say why it is not the fast graph
+        why = f"cannot write the graph cache ({e.strerror}, {slot.parent}; set EMBCLI_GRAPHS_DIR)"
+        notify(f"{why}; using the shipped int8-weight graph")
+        return Choice("shipped", None, None, why, {})
 
 
 def _cached(slot: Path, want: str, report: bool = False) -> Choice | None:
@@ -107,8 +112,13 @@ def _cached(slot: Path, want: str, report: bool = False) -> Choice | None:
 
     record_path = slot / "choice.json"
     if record_path.is_file():
-        record = orjson.loads(record_path.read_bytes())
-        path = slot / record["file"]
+        try:
+            record = orjson.loads(record_path.read_bytes())
+            path = slot / record["file"]
+        except (OSError, ValueError, KeyError, TypeError):
+            if report:
+                notify(f"the graph cache record is unreadable, {record_path}; rebuilding the graph")
+            return None
         if want != "auto" and record["graph"] != want:
             return None  # EMBCLI_DEFAULT_GRAPH pins another kind: build that one
         if path.is_file() and sha256_file(path) == record["sha256"]:
