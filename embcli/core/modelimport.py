@@ -162,7 +162,12 @@ def build_variants(
     def fused() -> Variant | None:
         if "fused" not in done and "fused" not in refused:
             path = work / "fused.onnx"
-            build.fused = optimize_graph(done["fp32"].path, path, w)
+            try:
+                build.fused = optimize_graph(done["fp32"].path, path, w)
+            except Exception as e:  # onnxruntime's optimizer is optional tooling: its failure refuses fusion only
+                refused["fused"] = f"onnxruntime's transformer optimizer failed ({type(e).__name__}: {e})"
+                say(f"fused: {refused['fused']}")
+                return None
             say("fused: " + (", ".join(f"{v} {k}" for k, v in build.fused.items()) or "nothing"))
             if (v := gated("fused", path, "fp32")) is not None:
                 done["fused"] = v
@@ -180,7 +185,9 @@ def build_variants(
             fused()
         elif name in ("fp16", "fused-fp16"):
             parent = fused() if name == "fused-fp16" else base
-            if parent is not None:
+            if parent is None:
+                refused[name] = "needs the fused graph: " + refused["fused"]
+            else:
                 path = work / f"{name}.onnx"
                 fp16_graph(parent.path, path, w)
                 if (v := gated(name, path, "fp16")) is not None:
@@ -189,7 +196,9 @@ def build_variants(
             from embcli.core.int8 import quantize_int8
 
             parent = fused()  # quantized after fusion: Attention keeps QKV in float, the rest goes int8
-            if parent is not None:
+            if parent is None:
+                refused["int8"] = "needs the fused graph: " + refused["fused"]
+            else:
                 path = work / "int8.onnx"
                 build.float_nodes = quantize_int8(parent.path, path)
                 kept = ", ".join(build.float_nodes) or "none"
