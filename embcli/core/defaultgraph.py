@@ -127,8 +127,10 @@ def _cached(slot: Path, want: str, report: bool = False) -> Choice | None:
             notify(f"the cached {record['graph']} graph is missing or corrupt (sha256 mismatch); rebuilding it")
         return None
     if want == "auto" and (slot / "fallback.json").is_file():
-        record = orjson.loads((slot / "fallback.json").read_bytes())
-        return Choice("shipped", None, None, record["why"], record)
+        with contextlib.suppress(OSError, ValueError, KeyError):
+            record = orjson.loads((slot / "fallback.json").read_bytes())
+            if record["python"] == sys.prefix:  # another environment may well be able to build
+                return Choice("shipped", None, None, record["why"], record)
     return None
 
 
@@ -150,7 +152,7 @@ def _build_or_fall_back(name: str, device: str, want: str, slot: Path, say: Call
     except (EmbcliError, ImportError, OSError, MemoryError) as e:
         why = f"cannot build a graph from the fp32 weights ({getattr(e, 'message', e)})"
         with atomic_file(slot / "fallback.json") as f:
-            f.write(orjson.dumps({"graph": "shipped", "why": why, "built_at": time.time()}))
+            f.write(orjson.dumps({"graph": "shipped", "why": why, "python": sys.prefix, "built_at": time.time()}))
         notify(f"{why}; using the shipped int8-weight graph (run 'embcli models build-default' to retry)")
         return Choice("shipped", None, None, why, {})
     notify(f"using the {choice.graph} graph: {choice.why}")
