@@ -23,15 +23,6 @@ class _Failure:
         self.exc = exc
 
 
-def _get_interruptibly(q: queue.Queue) -> object:
-    """q.get(), waking now and then so the main thread acts on Ctrl-C while the input is idle."""
-    while True:
-        try:
-            return q.get(timeout=0.5)
-        except queue.Empty:
-            continue
-
-
 def chunked_prefetch(items: Iterable[T], max_chunk: int, linger: float = 0.05) -> Iterator[list[T]]:
     """Chunks of up to ``max_chunk`` items; a chunk closes early when the input pauses ``linger`` s.
 
@@ -61,7 +52,7 @@ def chunked_prefetch(items: Iterable[T], max_chunk: int, linger: float = 0.05) -
     try:
         end: object = None
         while end is None:
-            first = _get_interruptibly(q)
+            first = q.get()
             if first is _DONE or isinstance(first, _Failure):
                 end = first
                 break
