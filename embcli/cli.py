@@ -77,11 +77,6 @@ def run(argv: list[str] | None = None) -> int:
     except ImportError:  # pragma: no cover
         from click import exceptions as click
 
-    args = sys.argv[1:] if argv is None else argv
-    if "-q" in args or "--quiet" in args:
-        from embcli.core import defaultgraph
-
-        defaultgraph.notify = lambda message: None  # one-time build notices are not errors
     try:
         rv = typer.main.get_command(app).main(args=argv, prog_name="embcli", standalone_mode=False)
         return rv if isinstance(rv, int) else 0

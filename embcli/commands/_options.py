@@ -76,7 +76,20 @@ OnErrorOpt = Annotated[
     OnError,
     typer.Option("--on-error", help="Bad records: fail on the first, or skip them and count.", rich_help_panel=IO),
 ]
-Quiet = Annotated[bool, typer.Option("-q", "--quiet", help="Print nothing on stderr but errors.", rich_help_panel=IO)]
+
+
+def _quiet(value: bool) -> bool:
+    if value:  # the core's one-time notices (the default graph's first build) are not errors either
+        from embcli.core import defaultgraph
+
+        defaultgraph.notify = lambda message: None
+    return value
+
+
+Quiet = Annotated[
+    bool,
+    typer.Option("-q", "--quiet", help="Print nothing on stderr but errors.", rich_help_panel=IO, callback=_quiet),
+]
 ModelOpt = Annotated[
     Optional[str],
     typer.Option(

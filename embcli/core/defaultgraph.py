@@ -71,7 +71,7 @@ def _machine() -> str:
     """CPU model and onnxruntime version: a choice is timed for one machine, so it is kept per machine."""
     import onnxruntime as ort
 
-    cpu = platform.processor() or platform.machine()
+    cpu = platform.machine()  # not platform.processor(): it runs `uname -p` at every start
     with contextlib.suppress(OSError), open("/proc/cpuinfo") as f:
         cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
     return f"{cpu} | onnxruntime {ort.__version__}"

@@ -196,12 +196,7 @@ class Encoder:
 
     def _run(self, ids: list[Sequence[int]]) -> tuple[np.ndarray, np.ndarray]:
         """Right-padded batch through the graph: (hidden states, attention mask)."""
-        width = max(len(x) for x in ids)
-        input_ids = np.full((len(ids), width), self.pad_id, dtype=np.int64)
-        mask = np.zeros((len(ids), width), dtype=np.int64)
-        for row, x in enumerate(ids):
-            input_ids[row, : len(x)] = x
-            mask[row, : len(x)] = 1
+        input_ids, mask = pad_batch(ids, self.pad_id)
         feed = {"input_ids": input_ids, "attention_mask": mask}
         if "token_type_ids" in self._input_names:
             feed["token_type_ids"] = np.zeros_like(input_ids)
@@ -249,6 +244,17 @@ def encoder_from_provenance(
         dims=prov["dims"],
         **runtime,
     )
+
+
+def pad_batch(ids: Sequence[Sequence[int]], pad_id: int) -> tuple[np.ndarray, np.ndarray]:
+    """Right-padded (input_ids, attention_mask) for a batch of token id lists."""
+    width = max(len(x) for x in ids)
+    input_ids = np.full((len(ids), width), pad_id, dtype=np.int64)
+    mask = np.zeros((len(ids), width), dtype=np.int64)
+    for row, x in enumerate(ids):
+        input_ids[row, : len(x)] = x
+        mask[row, : len(x)] = 1
+    return input_ids, mask
 
 
 def pool(hidden: np.ndarray, mask: np.ndarray, mode: str) -> np.ndarray:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from embcli.core.encoder import Encoder
+from embcli.core.encoder import Encoder, pad_batch
 from embcli.core.models import ModelSpec
 from embcli.core.transformer import EncoderWeights, reference_forward
 
@@ -93,10 +93,7 @@ class Checker:
         batches = [[ids[i] for i in picked[start : start + 8]] for start in range(0, len(picked), 8)]
         # All reference passes first: onnxruntime's spinning threads would starve numpy's BLAS.
         if "hidden" not in self._ref:
-            self._ref["hidden"] = [
-                reference_forward(self.weights, _padded(b, enc.pad_id), _padded([[1] * len(x) for x in b], 0))
-                for b in batches
-            ]
+            self._ref["hidden"] = [reference_forward(self.weights, *pad_batch(b, enc.pad_id)) for b in batches]
         worst = 0.0
         for batch, ref in zip(batches, self._ref["hidden"], strict=True):
             hidden, mask = enc._run(batch)
@@ -131,10 +128,3 @@ class Checker:
                 raise RuntimeError("gate an fp32 graph before a reduced-precision one")
             self._ref[kind] = self.encoder(self.fp32_graph).encode(check_texts(kind))
         return self._ref[kind]
-
-
-def _padded(rows: list[list[int]], pad: int) -> np.ndarray:
-    out = np.full((len(rows), max(len(r) for r in rows)), pad, dtype=np.int64)
-    for i, r in enumerate(rows):
-        out[i, : len(r)] = r
-    return out
