@@ -45,7 +45,6 @@ GRAPHS = ("shipped", "fp32", "fused", "int8", "int8-dynamic")
 
 def gemm_gflops(threads: int, m: int = 2048, k: int = 384, n: int = 1536, seconds: float = 2.0) -> float:
     """fp32 GEMM throughput of onnxruntime's MatMul on this machine: the ceiling for an exact graph."""
-    import onnx
     import onnxruntime as ort
     from onnx import TensorProto, helper, numpy_helper
 
@@ -71,7 +70,6 @@ def gemm_gflops(threads: int, m: int = 2048, k: int = 384, n: int = 1536, second
         t0 = time.perf_counter()
         sess.run(None, {"x": x})
         best = min(best, time.perf_counter() - t0)
-    del onnx
     return 2.0 * m * k * n / best / 1e9
 
 

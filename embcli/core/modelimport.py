@@ -107,10 +107,10 @@ def fp16_graph(src: Path, dst: Path, w: EncoderWeights) -> None:
     import onnx
     from onnxruntime.transformers.float16 import convert_float_to_float16
 
-    with _quiet_onnxruntime_tools():
-        model = convert_float_to_float16(onnx.load(str(src)), keep_io_types=True)
     from embcli.core.onnx_build import save_graph
 
+    with _quiet_onnxruntime_tools():
+        model = convert_float_to_float16(onnx.load(str(src)), keep_io_types=True)
     save_graph(model, dst)
 
 
@@ -270,6 +270,7 @@ def import_model(
             "source": src,
             "weights_sha256": {p.name: sha256_file(p) for p in weights},
             "architecture": w.model_type,
+            "graph": target,
             "precision": build.precision,
             "optimized": build.optimized,
             "fused": build.fused,

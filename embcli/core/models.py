@@ -216,9 +216,8 @@ def read_model_dir(d: Path, name: str, source: str, onnx_path: Path | None = Non
     dim = pooling_config.get("word_embedding_dimension") or config.get("hidden_size")
     built = _read_json(d / "embcli-build.json")  # written by `embcli models import`
     graph, why = "file", ""
-    if built.get("precision"):
-        fused = "fused-" if built.get("optimized") and built["precision"] != "int8" else ""
-        graph = (fused + built["precision"]).replace("fused-fp32", "fused")
+    if isinstance(built.get("graph"), str):
+        graph = built["graph"]
         why = f"built by embcli models import from {built.get('source')}; passed its accuracy gate (embcli-build.json)"
     return ModelSpec(
         graph=graph,

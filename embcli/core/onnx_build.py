@@ -45,6 +45,10 @@ class _Graph:
         self.nodes.append(helper.make_node(op_type, inputs, [out], name=f"{op_type}_{self._n}", **attrs))
         return out
 
+    def layer_norm(self, x: str, weight: np.ndarray, bias: np.ndarray, name: str, eps: float, **attrs: object) -> str:
+        w, b = self.const(name + ".w", weight), self.const(name + ".b", bias)
+        return self.op("LayerNormalization", [x, w, b], axis=-1, epsilon=eps, **attrs)
+
     def dense(self, x: str, weight: np.ndarray, bias: np.ndarray, name: str) -> str:
         """x @ W + b, bias first as torch exports it."""
         return self.op("Add", [self.const(name + ".b", bias), self.op("MatMul", [x, self.const(name + ".w", weight)])])
@@ -81,12 +85,7 @@ def build_graph(w: EncoderWeights, with_token_types: bool = True):
     else:
         types = g.const("embeddings.token_type0", w.token_type[0])
     x = g.op("Add", [x, types])
-    x = g.op(
-        "LayerNormalization",
-        [x, g.const("embeddings.ln.w", w.emb_ln_w), g.const("embeddings.ln.b", w.emb_ln_b)],
-        axis=-1,
-        epsilon=w.eps,
-    )
+    x = g.layer_norm(x, w.emb_ln_w, w.emb_ln_b, "embeddings.ln", w.eps)
 
     # Additive attention mask (batch, 1, 1, seq): 0 on real tokens, -10000 on padding.
     # Two single-axis Unsqueezes, as torch exports them: the optimizer's Attention fusion matches that path.
@@ -119,21 +118,11 @@ def build_graph(w: EncoderWeights, with_token_types: bool = True):
         ctx = g.op("MatMul", [g.op("Softmax", [scores], axis=-1), v])
         ctx = g.op("Reshape", [g.op("Transpose", [ctx], perm=[0, 2, 1, 3]), hidden_shape])
         attn = g.op("Add", [g.dense(ctx, layer.o_w, layer.o_b, p + "attn_out"), x])
-        x = g.op(
-            "LayerNormalization",
-            [attn, g.const(p + "ln1.w", layer.ln1_w), g.const(p + "ln1.b", layer.ln1_b)],
-            axis=-1,
-            epsilon=w.eps,
-        )
+        x = g.layer_norm(attn, layer.ln1_w, layer.ln1_b, p + "ln1", w.eps)
         inner = _activation(g, w.activation, g.dense(x, layer.i_w, layer.i_b, p + "intermediate"))
         out = g.op("Add", [g.dense(inner, layer.out_w, layer.out_b, p + "ffn_out"), x])
-        x = g.op(
-            "LayerNormalization",
-            [out, g.const(p + "ln2.w", layer.ln2_w), g.const(p + "ln2.b", layer.ln2_b)],
-            axis=-1,
-            epsilon=w.eps,
-            **({"name": "last_hidden_state"} if i == len(w.layers) - 1 else {}),
-        )
+        last = {"name": "last_hidden_state"} if i == len(w.layers) - 1 else {}
+        x = g.layer_norm(out, layer.ln2_w, layer.ln2_b, p + "ln2", w.eps, **last)
 
     dims = ["batch", "sequence"]
     inputs = [helper.make_tensor_value_info(n, TensorProto.INT64, dims) for n in ("input_ids", "attention_mask")]

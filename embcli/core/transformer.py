@@ -25,6 +25,19 @@ SUPPORTED = "BERT (bert: MiniLM, BGE, E5, GTE) and XLM-RoBERTa (xlm-roberta, rob
 MASK_VALUE = -10000.0  # added to attention scores at padded positions, as BERT exports do
 
 
+# Layer field prefix -> checkpoint tensor name under encoder.layer.N (dense weights are transposed for x @ W).
+_LAYER_TENSORS = {
+    "q": "attention.self.query",
+    "k": "attention.self.key",
+    "v": "attention.self.value",
+    "o": "attention.output.dense",
+    "ln1": "attention.output.LayerNorm",
+    "i": "intermediate.dense",
+    "out": "output.dense",
+    "ln2": "output.LayerNorm",
+}
+
+
 @dataclass
 class Layer:
     q_w: np.ndarray
@@ -129,29 +142,19 @@ def read_encoder(directory: Path) -> EncoderWeights:
         return np.ascontiguousarray(t.T) if transpose else t
 
     n_layers = int(config.get("num_hidden_layers", 0))
-    layers = []
-    for i in range(n_layers):
-        p = f"encoder.layer.{i}."
-        layers.append(
-            Layer(
-                q_w=get(p + "attention.self.query.weight", True),
-                q_b=get(p + "attention.self.query.bias"),
-                k_w=get(p + "attention.self.key.weight", True),
-                k_b=get(p + "attention.self.key.bias"),
-                v_w=get(p + "attention.self.value.weight", True),
-                v_b=get(p + "attention.self.value.bias"),
-                o_w=get(p + "attention.output.dense.weight", True),
-                o_b=get(p + "attention.output.dense.bias"),
-                ln1_w=get(p + "attention.output.LayerNorm.weight"),
-                ln1_b=get(p + "attention.output.LayerNorm.bias"),
-                i_w=get(p + "intermediate.dense.weight", True),
-                i_b=get(p + "intermediate.dense.bias"),
-                out_w=get(p + "output.dense.weight", True),
-                out_b=get(p + "output.dense.bias"),
-                ln2_w=get(p + "output.LayerNorm.weight"),
-                ln2_b=get(p + "output.LayerNorm.bias"),
-            )
+    layers = [
+        Layer(
+            **{
+                f"{short}_{kind}": get(
+                    f"encoder.layer.{i}.{name}.{'weight' if kind == 'w' else 'bias'}",
+                    transpose=kind == "w" and not name.endswith("LayerNorm"),
+                )
+                for short, name in _LAYER_TENSORS.items()
+                for kind in ("w", "b")
+            }
         )
+        for i in range(n_layers)
+    ]
     hidden = int(config.get("hidden_size", 0))
     heads = int(config.get("num_attention_heads", 0))
     if not layers or hidden <= 0 or heads <= 0 or hidden % heads:
