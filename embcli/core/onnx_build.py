@@ -45,9 +45,11 @@ class _Graph:
         self.nodes.append(helper.make_node(op_type, inputs, [out], name=f"{op_type}_{self._n}", **attrs))
         return out
 
-    def layer_norm(self, x: str, weight: np.ndarray, bias: np.ndarray, name: str, eps: float, **attrs: object) -> str:
-        w, b = self.const(name + ".w", weight), self.const(name + ".b", bias)
-        return self.op("LayerNormalization", [x, w, b], axis=-1, epsilon=eps, **attrs)
+    def layer_norm(
+        self, x: str, weight: np.ndarray, bias: np.ndarray, prefix: str, eps: float, out: str | None = None
+    ) -> str:
+        w, b = self.const(prefix + ".w", weight), self.const(prefix + ".b", bias)
+        return self.op("LayerNormalization", [x, w, b], name=out, axis=-1, epsilon=eps)
 
     def dense(self, x: str, weight: np.ndarray, bias: np.ndarray, name: str) -> str:
         """x @ W + b, bias first as torch exports it."""
@@ -121,8 +123,8 @@ def build_graph(w: EncoderWeights, with_token_types: bool = True):
         x = g.layer_norm(attn, layer.ln1_w, layer.ln1_b, p + "ln1", w.eps)
         inner = _activation(g, w.activation, g.dense(x, layer.i_w, layer.i_b, p + "intermediate"))
         out = g.op("Add", [g.dense(inner, layer.out_w, layer.out_b, p + "ffn_out"), x])
-        last = {"name": "last_hidden_state"} if i == len(w.layers) - 1 else {}
-        x = g.layer_norm(out, layer.ln2_w, layer.ln2_b, p + "ln2", w.eps, **last)
+        last = "last_hidden_state" if i == len(w.layers) - 1 else None
+        x = g.layer_norm(out, layer.ln2_w, layer.ln2_b, p + "ln2", w.eps, out=last)
 
     dims = ["batch", "sequence"]
     inputs = [helper.make_tensor_value_info(n, TensorProto.INT64, dims) for n in ("input_ids", "attention_mask")]
