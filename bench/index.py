@@ -53,7 +53,7 @@ from typing import TypeVar
 import numpy as np
 import orjson
 
-from embcli.core.index import FULL_SCAN_THRESHOLD, IndexOptions, IndexReader, IndexWriter
+from embcli.search.index import FULL_SCAN_THRESHOLD, IndexOptions, IndexReader, IndexWriter
 
 T = TypeVar("T")
 

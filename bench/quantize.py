@@ -1,6 +1,6 @@
 """Quantization schemes on real embeddings: bytes per vector, recall@10, and search queries/s.
 
-Part 1 is `embcli quantize --report` (embcli.core.quantize.report_rows) on N deduplicated
+Part 1 is `embcli quantize --report` (embcli.analysis.quantize.report_rows) on N deduplicated
 real vectors: recall@10 of every scheme against float exact search, brute force, in-sample
 queries. Part 2 builds real indexes (f32, i8, b1) of the same vectors and searches them with
 held-out queries through IndexReader, as `embcli search` does, beside numpy brute force.
@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 from _common import cached_vectors, dedupe, recall_at_k
 
-from embcli.core.index import IndexOptions, IndexReader, IndexWriter
-from embcli.core.quantize import report_rows
+from embcli.analysis.quantize import report_rows
+from embcli.search.index import IndexOptions, IndexReader, IndexWriter
 
 K = 10
 

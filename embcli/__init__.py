@@ -1,3 +1,67 @@
-"""embcli: text embeddings as Unix pipelines."""
+"""embcli: text embeddings as Unix pipelines, and the same core as a Python library.
+
+    import embcli
+    enc = embcli.Encoder()                          # the built-in all-MiniLM-L6-v2
+    vecs = enc.embed(["first text", "second"])      # float32 (n, 384), input order
+    idx = embcli.Index.build("docs.idx", enc.embed_records(records))
+    hits = embcli.Index.open("docs.idx").search(["query text"], k=5, where="lang = 'en'")
+
+Names are imported on first use, so ``import embcli`` (and ``embcli --help``)
+loads neither onnxruntime, tokenizers nor usearch.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
 
 __version__ = "0.1.0"
+
+# name -> module that defines it
+_EXPORTS = {
+    "Encoder": "embcli.api",
+    "Index": "embcli.api",
+    "read_records": "embcli.api",
+    "read_vectors": "embcli.api",
+    "write_records": "embcli.api",
+    "Hit": "embcli.search.query",
+    "Env": "embcli.env",
+    "using": "embcli.env",
+    "EmbcliError": "embcli.errors",
+    "UsageError": "embcli.errors",
+    "InputError": "embcli.errors",
+    "IncompatibleError": "embcli.errors",
+}
+__all__ = [  # noqa: RUF022 - grouped as in _EXPORTS
+    "__version__",
+    "Encoder",
+    "Index",
+    "read_records",
+    "read_vectors",
+    "write_records",
+    "Hit",
+    "Env",
+    "using",
+    "EmbcliError",
+    "UsageError",
+    "InputError",
+    "IncompatibleError",
+]
+
+if TYPE_CHECKING:
+    from embcli.api import Encoder, Index, read_records, read_vectors, write_records
+    from embcli.env import Env, using
+    from embcli.errors import EmbcliError, IncompatibleError, InputError, UsageError
+    from embcli.search.query import Hit
+
+
+def __getattr__(name: str) -> object:
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'embcli' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

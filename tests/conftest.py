@@ -74,7 +74,7 @@ def make_model_dir(dst: Path, **json_files: dict) -> Path:
     """
     import shutil
 
-    from embcli.core.models import resolve_model
+    from embcli.store.models import resolve_model
 
     spec = resolve_model("all-MiniLM-L6-v2")
     shutil.copytree(spec.directory, dst)

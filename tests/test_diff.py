@@ -9,7 +9,7 @@ import orjson
 import pytest
 from conftest import cli
 
-from embcli.core.diff import compare_corpora
+from embcli.analysis.diff import compare_corpora
 
 WEB = re.compile(r"\b(django|flask|web|http|html|css|website|browser|fastapi)\b", re.I)
 ML = re.compile(

@@ -11,7 +11,7 @@ import orjson
 import pytest
 from conftest import DATA, cli
 
-from embcli.core.transformer import position_ids, read_encoder, reference_forward
+from embcli.build.transformer import position_ids, read_encoder, reference_forward
 
 WORDS = [
     "the",

@@ -9,7 +9,7 @@ import orjson
 import pytest
 from conftest import EXAMPLES, cli
 
-from embcli.core.quantize import Quantizer
+from embcli.analysis.quantize import Quantizer
 
 
 @pytest.fixture(scope="module")

@@ -8,8 +8,8 @@ import sys
 import numpy as np
 import pytest
 
-from embcli.core.streams import BadRecords, NpyWriter, Source, iter_embedded, iter_npy, iter_records
 from embcli.errors import InputError
+from embcli.io.streams import BadRecords, NpyWriter, Source, iter_embedded, iter_npy, iter_records
 
 
 def _source(data: bytes, monkeypatch) -> Source:

@@ -36,8 +36,8 @@ def read_all(path: str | None, vector_field: str, bad) -> tuple[list[dict], np.n
     """Every record (NPY rows become {"row": i}) and the stacked vectors; checks widths."""
     import numpy as np
 
-    from embcli.core.streams import Source, iter_embedded
     from embcli.errors import InputError
+    from embcli.io.streams import Source, iter_embedded
 
     with Source(path) as src:
         pairs = list(iter_embedded(src, vector_field, bad))
@@ -67,7 +67,7 @@ def check_free(records: list[dict], fields: list[str], overwrite: bool) -> None:
 
 
 def write_records(records: list[dict], output: str | None) -> None:
-    from embcli.core.streams import JsonlWriter, output_stream
+    from embcli.io.streams import JsonlWriter, output_stream
 
     with output_stream(output) as out:
         writer = JsonlWriter(out)
@@ -89,7 +89,7 @@ def report_eval(metrics: dict, eval_out: str | None, quiet: bool) -> None:
             else:
                 print(f"embcli: eval {key}: {value}", file=sys.stderr)
     if eval_out:
-        from embcli.core.fsutil import atomic_file
+        from embcli.io.files import atomic_file
 
         with atomic_file(eval_out) as f:
             f.write(orjson.dumps(metrics, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY))

@@ -80,7 +80,7 @@ OnErrorOpt = Annotated[
 
 def _quiet(value: bool) -> bool:
     if value:  # the core's one-time notices (the default graph's first build) are not errors either
-        from embcli.core import defaultgraph
+        from embcli.build import defaultgraph
 
         defaultgraph.notify = lambda message: None
     return value

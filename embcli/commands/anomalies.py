@@ -122,9 +122,9 @@ def detect_anomalies(
     """
     import numpy as np
 
-    from embcli.core.anomaly import Detector, contamination_threshold
-    from embcli.core.streams import BadRecords, JsonlWriter, Source, iter_embedded, output_stream
+    from embcli.analysis.anomaly import Detector, contamination_threshold
     from embcli.errors import UsageError
+    from embcli.io.streams import BadRecords, JsonlWriter, Source, iter_embedded, output_stream
 
     if reference and detector_file:
         raise UsageError("give --reference or --detector-file, not both")

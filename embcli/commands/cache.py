@@ -44,7 +44,7 @@ def stats(path: CachePath = None, as_json: Annotated[bool, typer.Option("--json"
 
     import orjson
 
-    from embcli.core.cache import cache_stats
+    from embcli.runtime.cache import cache_stats
 
     info = cache_stats(_path(path))
     if as_json:
@@ -73,7 +73,7 @@ def prune(
     quiet: Annotated[bool, typer.Option("-q", "--quiet", help="Print nothing on stderr but errors.")] = False,
 ) -> None:
     """Drop vectors not used recently, and give the space back."""
-    from embcli.core.cache import prune as prune_cache
+    from embcli.runtime.cache import prune as prune_cache
 
     seconds = parse_age(older_than)
     n = prune_cache(_path(path), seconds)

@@ -180,10 +180,10 @@ def classify(
 
     import numpy as np
 
-    from embcli.core.classify import Head, zero_shot
-    from embcli.core.classify import refine as refine_head
-    from embcli.core.streams import BadRecords, JsonlWriter, Source, iter_embedded, output_stream
+    from embcli.analysis.classify import Head, zero_shot
+    from embcli.analysis.classify import refine as refine_head
     from embcli.errors import UsageError
+    from embcli.io.streams import BadRecords, JsonlWriter, Source, iter_embedded, output_stream
 
     modes = [
         m
@@ -255,9 +255,9 @@ def _chunks(stream):
 def _fit_head(path, label_field, kind, k, seed, vector_field, model_field):
     import numpy as np
 
-    from embcli.core.classify import fit
-    from embcli.core.streams import BadRecords, Source, iter_embedded
+    from embcli.analysis.classify import fit
     from embcli.errors import InputError
+    from embcli.io.streams import BadRecords, Source, iter_embedded
 
     with Source(path) as src:
         pairs = list(iter_embedded(src, vector_field, BadRecords()))
@@ -278,10 +278,10 @@ def _fit_head(path, label_field, kind, k, seed, vector_field, model_field):
 
 
 def _zero_shot_head(labels, labels_file, template, model, provenance, zero_shot):
-    from embcli.core.classify import LabelSpec
-    from embcli.core.encoder import Encoder, encoder_from_provenance
-    from embcli.core.models import resolve_model
+    from embcli.analysis.classify import LabelSpec
     from embcli.errors import UsageError
+    from embcli.runtime.encoder import Encoder, encoder_from_provenance
+    from embcli.store.models import resolve_model
 
     if "{label}" not in template:
         raise UsageError("--template must contain {label}")
@@ -297,7 +297,7 @@ def _zero_shot_head(labels, labels_file, template, model, provenance, zero_shot)
 def _read_labels(path: str):
     import orjson
 
-    from embcli.core.classify import LabelSpec
+    from embcli.analysis.classify import LabelSpec
     from embcli.errors import InputError, UsageError
 
     try:
@@ -327,7 +327,7 @@ def _read_labels(path: str):
 def _evaluate(gold: list[str], predicted: list, labels: list[str], eval_out: str | None, quiet: bool) -> None:
     from sklearn.metrics import accuracy_score, f1_score
 
-    from embcli.core.classify import confusion_table
+    from embcli.analysis.classify import confusion_table
 
     pred = [p if p is not None else "(none)" for p in predicted]
     report_eval(

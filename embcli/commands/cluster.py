@@ -96,9 +96,9 @@ def cluster(
     centre. The same input and seed give the same clusters whatever the input
     order (rows are clustered in a canonical order, clusters numbered by size).
     """
-    from embcli.core.cluster import communities, hdbscan, kmeans, kmeans_auto
-    from embcli.core.streams import BadRecords
+    from embcli.analysis.cluster import communities, hdbscan, kmeans, kmeans_auto
     from embcli.errors import UsageError
+    from embcli.io.streams import BadRecords
 
     bad = BadRecords(skip=on_error is o.OnError.skip)
     records, x, _ = read_all(input, vector_field, bad)
@@ -124,7 +124,7 @@ def cluster(
         result = hdbscan(x, min_cluster_size=min_cluster_size)
     else:
         result = communities(x, threshold=threshold, min_size=min_size)
-    from embcli.core.neighbors import unit
+    from embcli.search.neighbors import unit
 
     sims = result.similarity(unit(x))
     for rec, label, sim in zip(records, result.labels, sims, strict=True):
@@ -161,8 +161,8 @@ def _write_summary(path: str, records: list[dict], result, sims, text_field: str
     import numpy as np
     import orjson
 
-    from embcli.core.cluster import keywords
-    from embcli.core.fsutil import atomic_file
+    from embcli.analysis.cluster import keywords
+    from embcli.io.files import atomic_file
 
     members: dict[int, list[int]] = {}
     for i, label in enumerate(result.labels):

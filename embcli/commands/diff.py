@@ -129,9 +129,9 @@ def diff(
     """
     import numpy as np
 
-    from embcli.core.diff import compare_aligned, compare_corpora, outliers
-    from embcli.core.streams import BadRecords, Source, iter_embedded
+    from embcli.analysis.diff import compare_aligned, compare_corpora, outliers
     from embcli.errors import InputError, UsageError
+    from embcli.io.streams import BadRecords, Source, iter_embedded
 
     if a == "-" and b == "-":
         raise UsageError("only one of A and B can be stdin")

@@ -123,10 +123,10 @@ def embed(
     is added as --vector-field. Texts are batched by token length and written
     back in input order; the same input and options give the same bytes.
     """
-    from embcli.core.embedding import EmbedStats, embed_records
-    from embcli.core.encoder import Encoder
-    from embcli.core.models import resolve_model
-    from embcli.core.streams import BadRecords, JsonlWriter, NpyWriter, Source, iter_records, output_stream
+    from embcli.io.streams import BadRecords, JsonlWriter, NpyWriter, Source, iter_records, output_stream
+    from embcli.runtime.embedding import EmbedStats, embed_records
+    from embcli.runtime.encoder import Encoder
+    from embcli.store.models import resolve_model
 
     out_format = fmt or (o.OutputFormat.npy if output and output.endswith(".npy") else o.OutputFormat.jsonl)
     encoder = Encoder(
@@ -146,7 +146,7 @@ def embed(
     stats = EmbedStats()
     store = None
     if cache and not no_cache:
-        from embcli.core.cache import EmbeddingCache, spec_of
+        from embcli.runtime.cache import EmbeddingCache, spec_of
 
         store = EmbeddingCache(cache, spec_of(encoder), encoder.dim)
     with Source(input) as src, output_stream(output) as out, progress("embedding", "texts", quiet) as bar:

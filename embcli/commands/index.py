@@ -11,7 +11,6 @@ from embcli.commands import _options as o
 from embcli.commands._ui import progress, say, warn
 
 INDEX = "Index"
-BATCH = 4096  # vectors handed to usearch at once
 
 
 class Metric(str, Enum):
@@ -155,9 +154,10 @@ def index(
     vector), and a manifest with the model, options and checksums. Writes are
     atomic: a crash leaves the previous index loadable.
     """
-    from embcli.core.index import IndexOptions, IndexWriter, disk_bytes
-    from embcli.core.streams import BadRecords, Source, iter_embedded, read_ids, where
-    from embcli.errors import IncompatibleError, InputError, UsageError
+    from embcli.errors import UsageError
+    from embcli.io.streams import BadRecords, Source, iter_embedded, read_ids
+    from embcli.search.index import IndexOptions, IndexWriter, disk_bytes
+    from embcli.search.ingest import IngestOptions, add_all
 
     if delete_ids is not None:
         path = output or input
@@ -180,59 +180,12 @@ def index(
         output, options, append=append, force=force, store_text=store_text, text_field=text_field, threads=threads
     )
     bad = BadRecords(skip=on_error is o.OnError.skip)
-    row_ids = read_ids(ids) if ids else None
-    model_prov: dict | None = None
-    rows = 0
+    ingest = IngestOptions(vector_field, model_field, model, read_ids(ids) if ids else None)
     try:
         with Source(input) as src, progress("indexing", "vectors", quiet) as bar:
-            is_npy = src.sniff() == "npy"
-            if row_ids is not None and not is_npy:
+            if ingest.ids is not None and src.sniff() != "npy":
                 raise UsageError("--ids is for NPY input; JSONL records carry their own id")
-            batch_ids: list[object | None] = []
-            batch_payloads: list[dict] = []
-            batch_vecs: list = []
-
-            def flush() -> None:
-                import numpy as np
-
-                if batch_vecs:
-                    writer.add(batch_ids, batch_payloads, np.vstack(batch_vecs))
-                    bar.advance(len(batch_vecs))
-                    for pending in (batch_ids, batch_payloads, batch_vecs):
-                        pending.clear()
-
-            for rec, vec in iter_embedded(src, vector_field, bad):
-                loc = where(src.name, rec.line if rec else rows + 1)
-                prov = rec.data.get(model_field) if rec is not None and model_field else None
-                if prov is None and model:
-                    if model_prov is None or model_prov["dims"] != len(vec):
-                        model_prov = _provenance_for(model, len(vec))
-                    prov = model_prov
-                elif prov is not None and model and prov.get("model") != model:
-                    raise IncompatibleError(f"records say model {prov.get('model')!r}, --model says {model!r}, {loc}")
-                if prov is not None and not _valid_provenance(prov, len(vec)):
-                    bad.handle(InputError(f"bad {model_field!r} field (not one written by embcli embed), {loc}"))
-                    continue
-                writer.set_provenance(prov, loc)
-                if rec is None:
-                    if row_ids is not None and rows >= len(row_ids):
-                        raise InputError(f"--ids has {len(row_ids)} ids, but the input has more rows, {loc}")
-                    batch_ids.append(row_ids[rows] if row_ids is not None else None)
-                    batch_payloads.append({})
-                else:
-                    rid = rec.data.get("id")
-                    if rid is not None and (isinstance(rid, bool) or not isinstance(rid, (str, int))):
-                        bad.handle(InputError(f"id must be a string or an integer, {loc}"))
-                        continue
-                    batch_ids.append(rid)
-                    batch_payloads.append({k: v for k, v in rec.data.items() if k not in (vector_field, model_field)})
-                batch_vecs.append(vec)
-                rows += 1
-                if len(batch_vecs) >= BATCH:
-                    flush()
-            flush()
-            if row_ids is not None and rows != len(row_ids):
-                raise InputError(f"--ids has {len(row_ids)} ids for {rows} rows, {src.name}")
+            rows = add_all(writer, iter_embedded(src, vector_field, bad), src.name, ingest, bad, bar.advance)
             elapsed = bar.elapsed()
         if rows == 0:  # empty input: nothing to change, and an index needs at least its width
             writer.abort()
@@ -253,22 +206,3 @@ def index(
         f"{size / 1e6:,.1f} MB",
         quiet,
     )
-
-
-def _provenance_for(model: str, width: int) -> dict:
-    """What `embed -m MODEL` would record for vectors of this width (Matryoshka if narrower)."""
-    from embcli.core.encoder import Encoder
-    from embcli.core.models import resolve_model
-    from embcli.errors import IncompatibleError, UsageError
-
-    try:
-        return Encoder(resolve_model(model), device="cpu", threads=1, dims=width).provenance()
-    except UsageError as e:
-        if "--dims" not in e.message:
-            raise
-        raise IncompatibleError(f"vectors have {width} dimensions, more than model {model!r} makes") from None
-
-
-def _valid_provenance(prov: object, width: int) -> bool:
-    keys = ("model", "model_sha256", "dims", "max_length", "pooling", "normalize", "prompt")
-    return isinstance(prov, dict) and all(k in prov for k in keys) and prov["dims"] == width

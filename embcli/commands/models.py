@@ -28,7 +28,7 @@ def _print(data: dict | list, as_json: bool, text: str) -> None:
 @app.command("list")
 def list_(as_json: AsJson = False) -> None:
     """List the built-in model and the models in the cache."""
-    from embcli.core.models import default_model_name, list_models
+    from embcli.store.models import default_model_name, list_models
 
     default = default_model_name()
     rows = [{"name": n, "source": s, "about": d, "default": n == default} for n, s, d in list_models()]
@@ -45,8 +45,8 @@ def info(
     """Show a model's dimensions, max length, pooling, prompts, files, sha256 and execution providers."""
     import onnxruntime as ort
 
-    from embcli.core.encoder import Encoder
-    from embcli.core.models import resolve_model
+    from embcli.runtime.encoder import Encoder
+    from embcli.store.models import resolve_model
 
     spec = resolve_model(name or None)
     enc = Encoder(spec, device="cpu", threads=1)
@@ -99,7 +99,7 @@ def pull(
     quiet: o.Quiet = False,
 ) -> None:
     """Download a hub model's ONNX graph, tokenizer and configs into the cache (needs network)."""
-    from embcli.core.models import pull_model
+    from embcli.store.models import pull_model
 
     path = pull_model(repo_id)
     say(f"{repo_id} is in {path}", quiet)
@@ -141,7 +141,7 @@ def import_(
     """
     from pathlib import Path
 
-    from embcli.core.modelimport import import_model
+    from embcli.build.modelimport import import_model
 
     if fp16 and quantize:
         raise typer.BadParameter("choose --fp16 or --quantize int8, not both")
@@ -188,8 +188,8 @@ def build_default(
     """
     import os
 
-    from embcli.core import defaultgraph
-    from embcli.core.models import DEFAULT_MODEL
+    from embcli.build import defaultgraph
+    from embcli.store.models import DEFAULT_MODEL
 
     if device == o.Device.auto:
         raise typer.BadParameter("--device must be cpu or cuda here")

@@ -139,8 +139,9 @@ def quantize(
     """
     import numpy as np
 
-    from embcli.core.quantize import Quantizer
-    from embcli.core.streams import (
+    from embcli.analysis.quantize import Quantizer
+    from embcli.errors import UsageError
+    from embcli.io.streams import (
         BadRecords,
         JsonlWriter,
         NpyWriter,
@@ -148,7 +149,6 @@ def quantize(
         iter_embedded,
         output_stream,
     )
-    from embcli.errors import UsageError
 
     bad = BadRecords(skip=on_error is o.OnError.skip)
     if report:
@@ -186,7 +186,7 @@ def quantize(
                 calib = truncate(np.vstack(rows)) if rows else np.zeros((0, width), np.float32)
             q.fit(calib if calib is not None else np.zeros((0, width), np.float32))
         if save_ranges:
-            from embcli.core.fsutil import atomic_file
+            from embcli.io.files import atomic_file
 
             with atomic_file(save_ranges) as f:
                 f.write(q.to_json())
@@ -261,9 +261,9 @@ def _report(input, vector_field, bad, dims, k, n_queries, seed, quiet) -> None:
     import numpy as np
     import orjson
 
-    from embcli.core.quantize import report_rows
-    from embcli.core.streams import Source, iter_embedded
+    from embcli.analysis.quantize import report_rows
     from embcli.errors import InputError
+    from embcli.io.streams import Source, iter_embedded
 
     with Source(input) as src:
         rows = [v for _, v in iter_embedded(src, vector_field, bad)]

@@ -116,10 +116,9 @@ def search(
     """
     import numpy as np
 
-    from embcli.core.encoder import encoder_from_provenance
-    from embcli.core.index import open_shards, search_shards
-    from embcli.core.prefetch import chunked_prefetch
-    from embcli.core.streams import (
+    from embcli.errors import IncompatibleError, InputError
+    from embcli.io.prefetch import chunked_prefetch
+    from embcli.io.streams import (
         BadRecords,
         JsonlWriter,
         Record,
@@ -131,31 +130,14 @@ def search(
         parse_vector,
         where,
     )
-    from embcli.errors import IncompatibleError, InputError
+    from embcli.search.query import QueryOptions, Searcher, SearchOptions
 
-    readers = open_shards(indexes)
-    prov = readers[0].provenance
-    dims = readers[0].dims
+    searcher = Searcher(
+        indexes,
+        QueryOptions(query_prompt, prompt_name, device.value, threads, batch_size),
+    )
+    options = SearchOptions(k, exact, where_, expansion_search, full_scan_threshold, rescore)
     bad = BadRecords(skip=on_error is o.OnError.skip)
-    encoder = None
-
-    def get_encoder():
-        nonlocal encoder
-        if encoder is None:
-            if prov is None:
-                raise IncompatibleError(
-                    f"index {indexes[0]} records no model, so it cannot embed text queries",
-                    hint="give queries with an embedding field, or rebuild the index from `embcli embed` output",
-                )
-            encoder = encoder_from_provenance(
-                prov,
-                prompt=query_prompt,
-                prompt_name=prompt_name,
-                device=device.value,
-                threads=threads,
-                batch_size=batch_size,
-            )
-        return encoder
 
     def prepared(src: Source):
         """Query records with either a checked vector or the tokens of their text."""
@@ -168,70 +150,51 @@ def search(
                     )
                 if vector_field in rec.data:
                     vec = parse_vector(rec.data[vector_field], vector_field, loc)
-                    qprov = rec.data.get(model_field) if model_field else None
-                    if qprov is not None and prov is not None and _differs(qprov, prov):
-                        raise IncompatibleError(f"query vector made by another model or options than the index, {loc}")
-                    if len(vec) != dims:
-                        raise IncompatibleError(f"query vector has {len(vec)} dimensions, the index {dims}, {loc}")
-                    rec.extra["vector"] = vec
+                    made_by = rec.data.get(model_field) if model_field else None
+                    rec.extra["vector"] = searcher.check_vector(vec, made_by, loc)
                 else:
-                    rec.extra["tokens"] = get_encoder().tokenize(get_text(rec, text_field, src.name))
+                    rec.extra["tokens"] = searcher.tokenize(get_text(rec, text_field, src.name))
             except InputError as e:
                 bad.handle(e)
                 continue
             yield rec
 
     def vectors_for(chunk: list[Record]) -> np.ndarray:
-        out = np.empty((len(chunk), dims), dtype=np.float32)
+        out = np.empty((len(chunk), searcher.dims), dtype=np.float32)
         texts = [i for i, r in enumerate(chunk) if "tokens" in r.extra]
         if texts:
-            out[texts] = get_encoder().encode_ids([chunk[i].extra.pop("tokens").ids for i in texts])
+            out[texts] = searcher.encoder().encode_ids([chunk[i].extra.pop("tokens").ids for i in texts])
         for i, r in enumerate(chunk):
             if "vector" in r.extra:
                 out[i] = r.extra.pop("vector")
         return out
 
-    options = {
-        "exact": exact,
-        "where": where_,
-        "expansion_search": expansion_search,
-        "full_scan_threshold": full_scan_threshold,
-        "rescore": rescore,
-    }
+    def chunks(src: Source):
+        if src.sniff() != "npy":
+            for chunk in chunked_prefetch(prepared(src), CHUNK):
+                yield chunk, vectors_for(chunk)
+            return
+        row = 0
+        for block in iter_npy(src):
+            if block.shape[1] != searcher.dims:
+                raise IncompatibleError(
+                    f"query vectors have {block.shape[1]} dimensions, the index {searcher.dims}, {src.name}"
+                )
+            yield [Record(row + i, {"row": row + i}) for i in range(len(block))], block
+            row += len(block)
+
     n_queries = 0
     with Source(queries) as src, output_stream(None) as out, progress("searching", "queries", quiet) as bar:
         writer = JsonlWriter(out)
-        if src.sniff() == "npy":
-            row = 0
-            for block in iter_npy(src):
-                if block.shape[1] != dims:
-                    raise IncompatibleError(
-                        f"query vectors have {block.shape[1]} dimensions, the index {dims}, {src.name}"
-                    )
-                chunk = [Record(row + i, {"row": row + i}) for i in range(len(block))]
-                row += len(block)
-                _emit(
-                    writer,
-                    readers,
-                    chunk,
-                    search_shards(readers, block, k, **options),
-                    flat,
-                    output_field,
-                    vector_field,
-                    model_field,
-                )
-                n_queries += len(chunk)
-                bar.advance(len(chunk))
-        else:
-            for chunk in chunked_prefetch(prepared(src), CHUNK):
-                hits = search_shards(readers, vectors_for(chunk), k, **options)
-                _emit(writer, readers, chunk, hits, flat, output_field, vector_field, model_field)
-                n_queries += len(chunk)
-                bar.advance(len(chunk))
+        for chunk, vectors in chunks(src):
+            hits = searcher.search(vectors, options)
+            _emit(writer, chunk, hits, flat, output_field, (vector_field, model_field))
+            n_queries += len(chunk)
+            bar.advance(len(chunk))
         elapsed = bar.elapsed()
     if summary := bad.summary():
         warn(summary, quiet)
-    shards = f" over {len(readers)} shards" if len(readers) > 1 else ""
+    shards = f" over {len(searcher.readers)} shards" if len(searcher.readers) > 1 else ""
     noun = "query" if n_queries == 1 else "queries"
     say(
         f"searched {n_queries:,} {noun}{shards} in {elapsed:.1f}s, {n_queries / max(elapsed, 1e-9):,.0f} queries/s",
@@ -239,35 +202,15 @@ def search(
     )
 
 
-def _emit(writer, readers, chunk, hits, flat, output_field, vector_field, model_field) -> None:
+def _emit(writer, chunk, hits, flat: bool, output_field: str, dropped: tuple[str, ...]) -> None:
     """Write one line per query (hits nested) or one per hit (--flat)."""
-    payloads = [
-        readers[s].payloads([key for per_query in hits for sh, key, _ in per_query if sh == s])
-        for s in range(len(readers))
-    ]
     lines = []
     for rec, per_query in zip(chunk, hits, strict=True):
-        query = {k: v for k, v in rec.data.items() if k not in (vector_field, model_field)}
-        results = []
-        for rank, (s, key, score) in enumerate(per_query, start=1):
-            rid, payload = payloads[s][key]
-            hit = {"id": rid, "score": round(score, 6), "rank": rank}
-            # Payload fields named like ours are kept under "payload", never dropped.
-            clash = {k: v for k, v in payload.items() if k in hit and k != "id"}
-            hit.update((k, v) for k, v in payload.items() if k not in hit)
-            if clash:
-                hit["payload"] = clash
-            results.append(hit)
+        query = {k: v for k, v in rec.data.items() if k not in dropped}
+        results = [hit.as_record() for hit in per_query]
         if flat:
             lines.extend({"query": query, **hit} for hit in results)
         else:
             lines.append({**query, output_field: results})
     writer.write_many(lines)
     writer.flush()
-
-
-def _differs(query: object, index: dict) -> bool:
-    """A query vector must come from the index's model and options; only the prompt may differ."""
-    if not isinstance(query, dict):
-        return True
-    return any(query.get(k) != v for k, v in index.items() if k != "prompt")

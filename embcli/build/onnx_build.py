@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from embcli.core.transformer import MASK_VALUE, EncoderWeights
+from embcli.build.transformer import MASK_VALUE, EncoderWeights
 
 OPSET = 17  # first opset with LayerNormalization
 EXTERNAL_DATA_BYTES = 1_800_000_000  # protobuf stops at 2 GB: larger models keep weights beside the graph

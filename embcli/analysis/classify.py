@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from embcli.core import neighbors
-from embcli.core.neighbors import unit
 from embcli.errors import IncompatibleError, InputError, UsageError
+from embcli.search import neighbors
+from embcli.search.neighbors import unit
 
 KINDS = ("zero-shot", "centroid", "knn", "logreg")
 
@@ -58,7 +58,7 @@ class Head:
             )
 
     def save(self, path: str) -> None:
-        from embcli.core.fsutil import atomic_file
+        from embcli.io.files import atomic_file
 
         settings = ("kind", "labels", "k", "provenance", "extra")
         meta = {"format": "embcli-head", "version": 1, **{name: getattr(self, name) for name in settings}}

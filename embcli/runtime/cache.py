@@ -20,11 +20,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 import orjson
 
-from embcli.core.fsutil import sha256_file
 from embcli.errors import IncompatibleError, UsageError
+from embcli.io.files import sha256_file
 
 if TYPE_CHECKING:
-    from embcli.core.encoder import Encoder
+    from embcli.runtime.encoder import Encoder
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS specs (

@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from embcli.core import neighbors
-from embcli.core.neighbors import unit
 from embcli.errors import IncompatibleError, InputError, UsageError
+from embcli.search import neighbors
+from embcli.search.neighbors import unit
 
 METHODS = ("knn", "lof", "iforest", "ecod", "mahalanobis")
 
@@ -97,7 +97,7 @@ class Detector:
         return np.maximum.reduce(scores)
 
     def save(self, path: str) -> None:
-        from embcli.core.fsutil import atomic_file
+        from embcli.io.files import atomic_file
 
         settings = ("method", "k", "aggregate", "seed", "threshold", "provenance")
         meta = {"format": "embcli-detector", "version": 1, **{name: getattr(self, name) for name in settings}}

@@ -18,10 +18,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from embcli.core.fsutil import sha256_file
-from embcli.core.graphcheck import Checker, GateResult
-from embcli.core.models import read_model_dir
-from embcli.core.transformer import EncoderWeights, read_encoder
+from embcli.io.files import sha256_file
+from embcli.build.graphcheck import Checker, GateResult
+from embcli.store.models import read_model_dir
+from embcli.build.transformer import EncoderWeights, read_encoder
 from embcli.errors import IncompatibleError, UsageError
 
 # Files that are weights or other exports: everything else (configs, tokenizer, pooling, card) is copied.
@@ -107,7 +107,7 @@ def fp16_graph(src: Path, dst: Path, w: EncoderWeights) -> None:
     import onnx
     from onnxruntime.transformers.float16 import convert_float_to_float16
 
-    from embcli.core.onnx_build import save_graph
+    from embcli.build.onnx_build import save_graph
 
     with _quiet_onnxruntime_tools():
         model = convert_float_to_float16(onnx.load(str(src)), keep_io_types=True)
@@ -115,7 +115,7 @@ def fp16_graph(src: Path, dst: Path, w: EncoderWeights) -> None:
 
 
 def _large(w: EncoderWeights) -> bool:
-    from embcli.core.onnx_build import EXTERNAL_DATA_BYTES
+    from embcli.build.onnx_build import EXTERNAL_DATA_BYTES
 
     n = w.word.size + w.position.size + sum(a.size for layer in w.layers for a in layer.__dict__.values())
     return n * 4 > EXTERNAL_DATA_BYTES
@@ -144,7 +144,7 @@ def build_variants(
     Returns the variants that passed and, by name, why the others were refused. The
     plain fp32 graph is always built and must pass: every other graph derives from it.
     """
-    from embcli.core.onnx_build import build_graph, save_graph
+    from embcli.build.onnx_build import build_graph, save_graph
 
     build = build or Build("fp32", False)
     done: dict[str, Variant] = {}
@@ -193,7 +193,7 @@ def build_variants(
                 if (v := gated(name, path, "fp16")) is not None:
                     done[name] = v
         elif name == "int8":
-            from embcli.core.int8 import quantize_int8
+            from embcli.build.int8 import quantize_int8
 
             parent = fused()  # quantized after fusion: Attention keeps QKV in float, the rest goes int8
             if parent is None:
@@ -215,7 +215,7 @@ def fetch_source(src: str, tmp: Path) -> Path:
     path = Path(src).expanduser()
     if path.is_dir():
         return path
-    from embcli.core.models import REPO_ID, download_repo
+    from embcli.store.models import REPO_ID, download_repo
 
     if not REPO_ID.match(src):
         raise UsageError(f"{src!r} is neither a directory nor a hub repo id (owner/name)")

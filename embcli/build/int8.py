@@ -28,7 +28,7 @@ def quantize_int8(src: Path, dst: Path) -> list[str]:
     import onnx
     from onnx import helper, numpy_helper
 
-    from embcli.core.onnx_build import save_graph
+    from embcli.build.onnx_build import save_graph
 
     model = onnx.load(str(src))
     graph = model.graph

@@ -29,11 +29,11 @@ import numpy as np
 import orjson
 
 from embcli import __version__
-from embcli.core.fsutil import atomic_file, fsync_dir, sha256_file
-from embcli.core.native import usearch_index
-from embcli.core.streams import NpyWriter
-from embcli.core.where import compile_where
 from embcli.errors import IncompatibleError, InputError, UsageError
+from embcli.io.files import atomic_file, fsync_dir, sha256_file
+from embcli.io.streams import NpyWriter
+from embcli.runtime.native import usearch_index
+from embcli.search.filters import compile_where
 
 FORMAT = "embcli-index"
 VERSION = 1

@@ -50,7 +50,7 @@ def _exact(ref: np.ndarray, queries: np.ndarray, k: int, exclude_self: bool) -> 
 
 
 def _hnsw(ref: np.ndarray, queries: np.ndarray, k: int, exclude_self: bool) -> tuple[np.ndarray, np.ndarray]:
-    from embcli.core.native import usearch_index
+    from embcli.runtime.native import usearch_index
 
     # A throwaway graph: a smaller build beam than `embcli index` uses (its cost dominates at 1M),
     # and a search beam of at least twice k.

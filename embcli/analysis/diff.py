@@ -23,9 +23,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from embcli.core import neighbors
-from embcli.core.neighbors import unit
 from embcli.errors import InputError
+from embcli.search import neighbors
+from embcli.search.neighbors import unit
 
 
 def subsample(n: int, limit: int, rng: np.random.Generator) -> np.ndarray:

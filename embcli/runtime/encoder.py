@@ -12,8 +12,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from embcli.core.models import POOLING_MODES, ModelSpec
 from embcli.errors import EmbcliError, IncompatibleError, UsageError
+from embcli.runtime import provenance
+from embcli.store.models import POOLING_MODES, ModelSpec, choose_prompt
 
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -58,7 +59,7 @@ class Encoder:
         self.max_length = max_length or spec.max_length
         self.pooling = pooling or spec.pooling
         self.normalize = spec.normalize if normalize is None else normalize
-        self.prompt = _choose_prompt(spec, prompt, prompt_name)
+        self.prompt = choose_prompt(spec, prompt, prompt_name)
         self.batch_size = batch_size
         self.max_batch_tokens = max_batch_tokens
         if self.pooling not in POOLING_MODES:
@@ -209,22 +210,21 @@ class Encoder:
 
     def provenance(self) -> dict:
         """Everything that makes these vectors what they are: travels with records into indexes."""
-        return {
-            "model": self.spec.name,
-            "model_sha256": self.spec.model_id()[:16],
-            "dims": self.dim,
-            "max_length": self.max_length,
-            "pooling": self.pooling,
-            "normalize": self.normalize,
-            "prompt": self.prompt,
-        }
+        return provenance.make(
+            self.spec,
+            dims=self.dim,
+            max_length=self.max_length,
+            pooling=self.pooling,
+            normalize=self.normalize,
+            prompt=self.prompt,
+        )
 
 
 def encoder_from_provenance(
     prov: dict, *, prompt: str | None = None, prompt_name: str | None = None, **runtime: object
 ) -> Encoder:
     """An encoder that makes vectors exactly as ``prov`` records; a prompt given here overrides (queries)."""
-    from embcli.core.models import resolve_model
+    from embcli.store.models import resolve_model
 
     spec = resolve_model(prov["model"])
     if not spec.matches(prov["model_sha256"]):
@@ -275,17 +275,3 @@ def pool(hidden: np.ndarray, mask: np.ndarray, mode: str) -> np.ndarray:
 def _unit(v: np.ndarray) -> np.ndarray:
     norms = np.linalg.norm(v, axis=1, keepdims=True)
     return v / np.clip(norms, 1e-12, None)
-
-
-def _choose_prompt(spec: ModelSpec, prompt: str | None, prompt_name: str | None) -> str:
-    if prompt is not None and prompt_name is not None:
-        raise UsageError("give --prompt or --prompt-name, not both")
-    if prompt is not None:
-        return prompt
-    name = prompt_name or spec.default_prompt_name
-    if name is None:
-        return ""
-    if name not in spec.prompts:
-        have = ", ".join(spec.prompts) or "none"
-        raise UsageError(f"model {spec.name!r} has no prompt named {name!r} (it has: {have})")
-    return spec.prompts[name]

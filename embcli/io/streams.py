@@ -18,8 +18,8 @@ from typing import BinaryIO
 import numpy as np
 import orjson
 
-from embcli.core.fsutil import atomic_file
 from embcli.errors import InputError, UsageError
+from embcli.io.files import atomic_file
 
 NPY_MAGIC = b"\x93NUMPY"
 # Rows per chunk when reading NPY: ~1 MiB of data, whatever the width.
@@ -42,6 +42,14 @@ class Source:
                 raise UsageError(f"cannot open input: {e.strerror}, {path}") from None
             self._owned = True
         self._buf = b""
+
+    @classmethod
+    def from_file(cls, f: BinaryIO, name: str | None = None) -> Source:
+        """A source over an open binary file (left open: its owner closes it)."""
+        src = cls.__new__(cls)
+        src.name = name or str(getattr(f, "name", "<file>"))
+        src._f, src._owned, src._buf = f, False, b""
+        return src
 
     def peek(self, n: int) -> bytes:
         """Up to ``n`` bytes from the front, without consuming them."""

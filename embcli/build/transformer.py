@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from embcli.core.safetensors import load_weights_dir
+from embcli.build.safetensors import load_weights_dir
 from embcli.errors import IncompatibleError
 
 # model_type -> whether position ids start after the padding index (the RoBERTa family)

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from embcli.core import neighbors
-from embcli.core.neighbors import unit
 from embcli.errors import InputError, UsageError
+from embcli.search import neighbors
+from embcli.search.neighbors import unit
 
 
 @dataclass

@@ -1,0 +1,1 @@
+"""Whole-set analysis over vectors: clusters, classifiers, anomaly detectors, corpus diffs, quantized codes."""

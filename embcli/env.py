@@ -1,0 +1,62 @@
+"""The environment the core reports through: output streams, quiet, debug and notices.
+
+One ``Env`` per run replaces module globals and monkeypatching: the CLI makes one
+from its options (``-q``, ``--debug``) and runs the command inside ``using(env)``;
+an API caller gets a default that says notices on stderr, or passes its own.
+The core only calls ``current().notice(...)``; it never prints by itself.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from typing import TextIO
+
+
+@dataclass
+class Env:
+    """Where messages go and how loud a run is."""
+
+    quiet: bool = False
+    debug: bool = field(default_factory=lambda: bool(os.environ.get("EMBCLI_DEBUG")))
+    stderr: TextIO | None = None  # None: sys.stderr at the time of writing (pytest swaps it)
+    # Another sink for notices (a notebook's logger, a Ray actor's log); replaces stderr when set.
+    on_notice: Callable[[str], None] | None = None
+    said: list[str] = field(default_factory=list)  # every notice of this run, shown or not
+
+    def notice(self, message: str) -> None:
+        """A one-time remark from the core (a graph being built, a slower fallback): not data, not an error."""
+        self.said.append(message)
+        if self.quiet:
+            return
+        if self.on_notice is not None:
+            self.on_notice(message)
+        else:
+            print(f"embcli: {message}", file=self.stderr or sys.stderr, flush=True)
+
+
+_current: ContextVar[Env] = ContextVar("embcli_env")
+
+
+def current() -> Env:
+    """The environment of the running command or API call (a default one outside any)."""
+    try:
+        return _current.get()
+    except LookupError:
+        env = Env()
+        _current.set(env)
+        return env
+
+
+@contextmanager
+def using(env: Env) -> Iterator[Env]:
+    """Run a block with ``env`` as the current environment."""
+    token = _current.set(env)
+    try:
+        yield env
+    finally:
+        _current.reset(token)

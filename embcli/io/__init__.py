@@ -1,0 +1,4 @@
+"""Bottom layer: readers and writers of every stream format, atomic files, prefetch.
+
+Imports nothing else from embcli but ``embcli.errors``.
+"""

@@ -1,0 +1,1 @@
+"""Running a model: the ONNX encoder, pooling, provenance, the embed loop, the vector cache."""

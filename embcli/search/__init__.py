@@ -1,0 +1,1 @@
+"""Indexes on disk, the ``--where`` filter compiler, shards and nearest neighbours."""

@@ -1,0 +1,144 @@
+"""Searching one index or several shards with text or vector queries.
+
+This is what ``embcli search`` and ``Index.search`` share: text queries are
+embedded exactly as the index's manifest says (model, options, prompt), query
+vectors are checked against the index's width and model, and hits come back
+with their ids and payloads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from embcli.errors import IncompatibleError
+from embcli.runtime import provenance
+from embcli.runtime.encoder import Encoder, Tokens, encoder_from_provenance
+from embcli.search.index import FULL_SCAN_THRESHOLD, IndexReader, open_shards, search_shards
+
+
+@dataclass
+class SearchOptions:
+    """How hits are found (the ``search`` command's search flags)."""
+
+    k: int = 10
+    exact: bool = False
+    where: str | None = None
+    expansion_search: int | None = None
+    full_scan_threshold: int = FULL_SCAN_THRESHOLD
+    rescore: int = 0
+
+
+@dataclass
+class QueryOptions:
+    """How text queries are embedded: the index's model, with these runtime choices."""
+
+    prompt: str | None = None  # None: the index's prompt
+    prompt_name: str | None = None
+    device: str = "auto"
+    threads: int | None = None
+    batch_size: int = 32
+
+
+@dataclass
+class Hit:
+    """One search result: the record's id, a higher-is-better score, its rank and its stored payload."""
+
+    id: object
+    score: float
+    rank: int
+    payload: dict = field(default_factory=dict)
+
+    def as_record(self) -> dict:
+        """The hit as ``search`` writes it; payload fields named like ours are kept under ``payload``."""
+        out: dict = {"id": self.id, "score": round(self.score, 6), "rank": self.rank}
+        clash = {k: v for k, v in self.payload.items() if k in out and k != "id"}
+        out.update((k, v) for k, v in self.payload.items() if k not in out)
+        if clash:
+            out["payload"] = clash
+        return out
+
+
+class Searcher:
+    """Open shards searched together, and the encoder for text queries (loaded on first need)."""
+
+    def __init__(self, paths: Sequence[str], query: QueryOptions | None = None) -> None:
+        if not paths:
+            raise IncompatibleError("no index to search")
+        self.paths = [str(p) for p in paths]
+        self.readers: list[IndexReader] = open_shards(self.paths)
+        self.provenance: dict | None = self.readers[0].provenance
+        self.dims: int = self.readers[0].dims
+        self.query = query or QueryOptions()
+        self._encoder: Encoder | None = None
+
+    def encoder(self) -> Encoder:
+        """The index's model, made to embed queries exactly as the documents were embedded."""
+        if self._encoder is None:
+            if self.provenance is None:
+                raise IncompatibleError(
+                    f"index {self.paths[0]} records no model, so it cannot embed text queries",
+                    hint="give queries with an embedding field, or rebuild the index from `embcli embed` output",
+                )
+            q = self.query
+            self._encoder = encoder_from_provenance(
+                self.provenance,
+                prompt=q.prompt,
+                prompt_name=q.prompt_name,
+                device=q.device,
+                threads=q.threads,
+                batch_size=q.batch_size,
+            )
+        return self._encoder
+
+    def tokenize(self, text: str) -> Tokens:
+        return self.encoder().tokenize(text)
+
+    def check_vector(self, vec: np.ndarray, made_by: object, where: str) -> np.ndarray:
+        """A query vector must have the index's width and come from its model and options."""
+        if (
+            made_by is not None
+            and self.provenance is not None
+            and provenance.differs_from_index(made_by, self.provenance)
+        ):
+            raise IncompatibleError(f"query vector made by another model or options than the index, {where}")
+        if len(vec) != self.dims:
+            raise IncompatibleError(f"query vector has {len(vec)} dimensions, the index {self.dims}, {where}")
+        return vec
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        return self.encoder().encode(texts)
+
+    def search(self, vectors: np.ndarray, options: SearchOptions) -> list[list[Hit]]:
+        """Top-k hits per query vector over every shard, merged by score, with payloads."""
+        vectors = np.asarray(vectors, dtype=np.float32)
+        if vectors.ndim != 2 or vectors.shape[1] != self.dims:
+            width = vectors.shape[-1] if vectors.ndim else 0
+            raise IncompatibleError(f"query vectors have {width} dimensions, the index {self.dims}")
+        raw = search_shards(
+            self.readers,
+            vectors,
+            options.k,
+            exact=options.exact,
+            where=options.where,
+            expansion_search=options.expansion_search,
+            full_scan_threshold=options.full_scan_threshold,
+            rescore=options.rescore,
+        )
+        payloads = [
+            reader.payloads([key for per_query in raw for shard, key, _ in per_query if shard == s])
+            for s, reader in enumerate(self.readers)
+        ]
+        return [
+            [
+                Hit(payloads[shard][key][0], score, rank, payloads[shard][key][1])
+                for rank, (shard, key, score) in enumerate(per_query, start=1)
+            ]
+            for per_query in raw
+        ]
+
+    def close(self) -> None:
+        for reader in self.readers:
+            reader.close()
