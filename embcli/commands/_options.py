@@ -80,9 +80,11 @@ OnErrorOpt = Annotated[
 
 def _quiet(value: bool) -> bool:
     if value:  # the core's one-time notices (the default graph's first build) are not errors either
+        from embcli.commands import _ui
         from embcli.core import defaultgraph
 
         defaultgraph.notify = lambda message: None
+        _ui.silence()  # nor are libraries' warnings
     return value
 
 
