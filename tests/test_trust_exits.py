@@ -129,15 +129,15 @@ def test_diff_nan_npy_is_an_error_not_a_verdict(corpora, tmp_path) -> None:
     one_error(r.err)
 
 
-def test_diff_to_a_full_stdout_is_an_error(corpora) -> None:
+def test_diff_to_a_full_stdout_is_an_error(corpora, tmp_path) -> None:
     # The verdict would be "same" (0): the lost report must not look like it, nor like "different".
-    for extra in ((), ("--items",), ("--format", "table")):
+    empty = tmp_path / "empty.jsonl"
+    empty.write_bytes(b"")
+    for args in ([corpora["a"], corpora["a"], "--permutations", "19"], [empty, empty, "--format", "table", "-q"]):
         with open("/dev/full", "wb") as full:
-            code, err = run_raw(
-                ["diff", str(corpora["a"]), str(corpora["a"]), "--permutations", "19", *extra], stdout=full
-            )
+            code, err = run_raw(["diff", *map(str, args)], stdout=full)
         assert code == DiffExit.TROUBLE, err
-        assert "No space left on device" in one_error(err)
+        assert "No space left on device, <stdout>" in one_error(err)
 
 
 # --------------------------------------------------------------------------- usage errors
@@ -165,7 +165,9 @@ def small_index(corpora) -> Path:
 
 
 @pytest.mark.parametrize(
-    "where", ["(" * 5000 + "a = 1" + ")" * 5000, "NOT " * 5000 + "a = 1", " AND ".join(["a = 1"] * 5000)]
+    "where",
+    ["(" * 5000 + "a = 1" + ")" * 5000, "NOT " * 5000 + "a = 1", " AND ".join(["a = 1"] * 5000)],
+    ids=["parentheses", "nots", "conditions"],
 )
 def test_pathological_where_is_a_usage_error(small_index, where: str) -> None:
     query = orjson.dumps({"embedding": [0.1] * 8}) + b"\n"
