@@ -15,11 +15,18 @@ import typer.completion
 
 from embcli import __version__
 from embcli.commands import _ui, anomalies, cache, classify, cluster, diff, embed, index, models, quantize, search
-from embcli.errors import EmbcliError, ExitCode, UsageError, diff_exit_code, printable, undecodable_argument
+from embcli.errors import (
+    DIFF_COMMAND,
+    EmbcliError,
+    ExitCode,
+    UsageError,
+    diff_exit_code,
+    printable,
+    undecodable_argument,
+)
 
 app = typer.Typer(
     name="embcli",
-    help="Text embeddings in Unix pipelines: small commands over JSONL and NPY streams.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -97,7 +104,7 @@ def run(argv: list[str] | None = None) -> int:
     except (Exception, KeyboardInterrupt) as e:
         code = _report(e)
         # diff follows diff(1): its 1 means "different", so no error may exit 1 (DESIGN §5).
-        return diff_exit_code(code) if _subcommand(args) == "diff" else code
+        return diff_exit_code(code) if _subcommand(args) == DIFF_COMMAND else code
 
 
 def _report(e: BaseException) -> int:

@@ -36,6 +36,29 @@ def diff_exit_code(error: int) -> int:
     return DiffExit.TROUBLE if error < DiffExit.TROUBLE else error
 
 
+DIFF_COMMAND = "diff"  # the one command whose exit 1 is an answer, not a failure
+
+EXIT_STATUS = {
+    ExitCode.OK: "Success.",
+    ExitCode.FAILURE: "Runtime failure (a write that failed included).",
+    ExitCode.USAGE: "Usage error: a bad command, option or argument.",
+    ExitCode.BAD_INPUT: "Bad input data.",
+    ExitCode.INCOMPATIBLE: "Incompatible or corrupt index or model.",
+    ExitCode.INTERRUPTED: "Interrupted.",
+}
+
+
+def exit_statuses(command: str) -> dict[int, str]:
+    """What each exit status of ``command`` (a subcommand's name) means, for --help and man pages."""
+    if command != DIFF_COMMAND:
+        return {int(code): text for code, text in EXIT_STATUS.items()}
+    table = {int(DiffExit.SAME): ["A and B are alike."], int(DiffExit.DIFFERENT): ["A and B differ."]}
+    for code, text in EXIT_STATUS.items():
+        if code != ExitCode.OK:
+            table.setdefault(diff_exit_code(code), []).append(text)
+    return {code: " ".join(texts) for code, texts in sorted(table.items())}
+
+
 class EmbcliError(Exception):
     """A failure we can explain in one line. ``exit_code`` follows DESIGN §5."""
 

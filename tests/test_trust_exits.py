@@ -27,6 +27,7 @@ from embcli.errors import (
     InputError,
     UsageError,
     diff_exit_code,
+    exit_statuses,
     printable,
 )
 
@@ -88,6 +89,11 @@ def test_exit_codes_are_one_enum() -> None:
     assert {c.name: diff_exit_code(c) for c in ExitCode if c} == {
         "FAILURE": 2, "USAGE": 2, "BAD_INPUT": 3, "INCOMPATIBLE": 4, "INTERRUPTED": 130,
     }  # fmt: skip
+    # The man pages' EXIT STATUS sections come from the same table.
+    assert list(exit_statuses("embed")) == [int(c) for c in ExitCode]
+    diff_table = exit_statuses("diff")
+    assert list(diff_table) == [0, 1, 2, 3, 4, 130]
+    assert diff_table[1] == "A and B differ." and "Runtime failure" in diff_table[2]
 
 
 def test_diff_same_is_0_different_is_1(corpora) -> None:
