@@ -99,6 +99,10 @@ def run(argv: list[str] | None = None) -> int:
     try:
         if bad := undecodable_argument(args):
             raise UsageError(f"argument is not valid UTF-8, {bad}", hint="pass paths and values as UTF-8")
+        if bad := undecodable_argument([f"{k}={v}" for k, v in os.environ.items() if k.startswith("EMBCLI_")]):
+            raise UsageError(f"environment variable is not valid UTF-8, {bad}")
+        if not sys.stderr.isatty():  # DESIGN §5: progress bars only on a terminal (the hub's too)
+            os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
         rv = typer.main.get_command(app).main(args=args, prog_name="embcli", standalone_mode=False)
         return rv if isinstance(rv, int) else ExitCode.OK
     except (Exception, KeyboardInterrupt) as e:

@@ -162,6 +162,12 @@ def test_non_utf8_argument_is_a_usage_error(args: list[bytes], tmp_path) -> None
     assert printable(bad) in line and "\\x" in line  # the bytes, escaped
 
 
+def test_non_utf8_embcli_variable_is_a_usage_error() -> None:
+    code, err = run_raw(["embed"], env={"EMBCLI_MODEL": os.fsdecode(b"model-\xff")})
+    assert code == ExitCode.USAGE, err
+    assert "EMBCLI_MODEL=model-\\xff" in one_error(err)
+
+
 @pytest.fixture(scope="module")
 def small_index(corpora) -> Path:
     path = corpora["dir"] / "small.idx"

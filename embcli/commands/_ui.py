@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import time
 from collections.abc import Iterator
@@ -17,6 +18,7 @@ _quiet = {"on": False}
 
 def silence() -> None:
     _quiet["on"] = True
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # read when huggingface_hub is imported
 
 
 def say(message: str, quiet: bool = False) -> None:
