@@ -2,22 +2,31 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import sys
 import traceback
+import warnings
 from typing import Annotated
 
 import typer
 import typer.completion
 
 from embcli import __version__
-from embcli.commands import anomalies, cache, classify, cluster, diff, embed, index, models, quantize, search
-from embcli.errors import EmbcliError
+from embcli.commands import _ui, anomalies, cache, classify, cluster, diff, embed, index, models, quantize, search
+from embcli.errors import (
+    DIFF_COMMAND,
+    EmbcliError,
+    ExitCode,
+    UsageError,
+    diff_exit_code,
+    printable,
+    undecodable_argument,
+)
 
 app = typer.Typer(
     name="embcli",
-    help="Text embeddings in Unix pipelines: small commands over JSONL and NPY streams.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -45,9 +54,10 @@ def _global(
 ) -> None:
     """Text embeddings in Unix pipelines: small commands over JSONL and NPY streams.
 
-    Data goes to stdout, messages to stderr. Exit codes: 0 ok, 1 failure,
-    2 usage error, 3 bad input data, 4 incompatible or corrupt index/model,
-    130 interrupted.
+    Data goes to stdout, messages to stderr (-q: errors only, one line each).
+    Exit codes: 0 ok, 1 failure (e.g. a write error), 2 usage error, 3 bad
+    input data, 4 incompatible or corrupt index/model, 130 interrupted.
+    diff exits 0 same, 1 different, and 2 or more on any error.
     """
     _debug["on"] = _debug["on"] or debug
 
@@ -65,44 +75,68 @@ app.add_typer(cache.app, name="cache")
 
 
 def _error(message: str, hint: str | None = None) -> None:
-    print(f"embcli: error: {message}", file=sys.stderr)
+    # One write, so a library's line from another thread cannot land inside ours;
+    # printable() keeps a path with a newline (or stray bytes) from splitting the line.
+    text = f"embcli: error: {printable(message)}\n"
     if hint:
-        print(f"hint: {hint}", file=sys.stderr)
+        text += f"hint: {printable(hint)}\n"
+    sys.stderr.write(text)
+    sys.stderr.flush()
+
+
+def _subcommand(args: list[str]) -> str | None:
+    """The command being run: the first word after the global options (which take no values)."""
+    return next((a for a in args if not a.startswith("-")), None)
 
 
 def run(argv: list[str] | None = None) -> int:
     """Run the CLI and return its exit code; every failure becomes one stderr line."""
+    args = sys.argv[1:] if argv is None else list(argv)
+    # Library chatter (Python warnings, loggers without a handler) becomes one
+    # 'embcli: warning:' line, and nothing under -q.
+    warnings.showwarning = _ui.show_warning
+    logging.lastResort = _ui.ChatterHandler()
+    try:
+        if bad := undecodable_argument(args):
+            raise UsageError(f"argument is not valid UTF-8, {bad}", hint="pass paths and values as UTF-8")
+        if bad := undecodable_argument([f"{k}={v}" for k, v in os.environ.items() if k.startswith("EMBCLI_")]):
+            raise UsageError(f"environment variable is not valid UTF-8, {bad}")
+        if not sys.stderr.isatty():  # DESIGN §5: progress bars only on a terminal (the hub's too)
+            os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+        rv = typer.main.get_command(app).main(args=args, prog_name="embcli", standalone_mode=False)
+        return rv if isinstance(rv, int) else ExitCode.OK
+    except (Exception, KeyboardInterrupt) as e:
+        code = _report(e)
+        # diff follows diff(1): its 1 means "different", so no error may exit 1 (DESIGN §5).
+        return diff_exit_code(code) if _subcommand(args) == DIFF_COMMAND else code
+
+
+def _report(e: BaseException) -> int:
+    """Say what went wrong in one line and return the exit code for it (DESIGN §5)."""
     try:  # recent typer vendors click; older ones use the click package
         from typer._click import exceptions as click
     except ImportError:  # pragma: no cover
         from click import exceptions as click
 
-    try:
-        rv = typer.main.get_command(app).main(args=argv, prog_name="embcli", standalone_mode=False)
-        return rv if isinstance(rv, int) else 0
-    except click.UsageError as e:
+    if isinstance(e, click.UsageError):
         if type(e).__name__ == "NoArgsIsHelpError":
-            return 2  # the help text was shown
+            return ExitCode.USAGE  # the help text was shown
         path = e.ctx.command_path if e.ctx else "embcli"
         _error(e.format_message().replace("\n", " ").replace("Value error, ", ""), hint=f"see '{path} --help'")
-        return 2
-    except click.ClickException as e:
+        return ExitCode.USAGE
+    if isinstance(e, click.ClickException):
         _error(e.format_message())
         return e.exit_code
-    except typer.Abort:
-        return 130
-    except EmbcliError as e:
-        if _debug["on"]:
-            traceback.print_exc()
+    if isinstance(e, (typer.Abort, KeyboardInterrupt)):
+        return ExitCode.INTERRUPTED
+    if _debug["on"]:
+        traceback.print_exception(e)
+    if isinstance(e, EmbcliError):
         _error(e.message, e.hint)
         return e.exit_code
-    except KeyboardInterrupt:
-        return 130
-    except Exception as e:
-        if _debug["on"]:
-            traceback.print_exc()
-        _error(f"internal error: {type(e).__name__}: {e}", hint="run with --debug for the traceback")
-        return 1
+    first = next(iter(str(e).splitlines()), "")  # library messages run to paragraphs; --debug has it all
+    _error(f"internal error: {type(e).__name__}: {first}", hint="run with --debug for the traceback")
+    return ExitCode.FAILURE
 
 
 def main() -> None:

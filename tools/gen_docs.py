@@ -29,6 +29,7 @@ from typer.completion import completion_init
 
 from embcli import __version__
 from embcli.cli import app
+from embcli.errors import exit_statuses
 
 ROOT = Path(__file__).resolve().parent.parent
 PROG = "embcli"
@@ -41,14 +42,6 @@ ENVIRONMENT = {
     "EMBCLI_MODELS_DIR": "Where hub models are kept. Default: $XDG_CACHE_HOME/embcli/models or ~/.cache/embcli/models.",
     "EMBCLI_CACHE": "Vector cache file for embed --cache (and cache stats/prune) when no path is given.",
     "EMBCLI_DEBUG": "If set and not empty, print tracebacks on errors, like --debug.",
-}
-EXIT_STATUS = {
-    0: "Success.",
-    1: "Runtime failure.",
-    2: "Usage error: a bad command, option or argument.",
-    3: "Bad input data.",
-    4: "Incompatible or corrupt index or model.",
-    130: "Interrupted.",
 }
 
 Command = Any  # typer's vendored click.Command (or click's own on older Typer)
@@ -200,7 +193,7 @@ def man_page(cmd: Command, ctx: Context, leaves: list[tuple[Command, Context]]) 
     for var, text in ENVIRONMENT.items():
         lines += [".TP", bold(var), line(text)]
     lines.append(".SH EXIT STATUS")
-    for code, text in EXIT_STATUS.items():
+    for code, text in exit_statuses(ctx.info_name if ctx.parent else "").items():
         lines += [".TP", bold(str(code)), line(text)]
     if ctx.parent is None:
         lines += see_also([page_name(c) for _, c in leaves])

@@ -175,7 +175,7 @@ def communities(x: np.ndarray, *, threshold: float = 0.75, min_size: int = 10, m
                 labels[free] = labels.max() + 1
                 taken[free] = True
         capped = (
-            " (some communities may be larger: raise --max-neighbours)"
+            f" (some communities may be larger than the {max_neighbours} neighbours searched per vector)"
             if (sims.shape[1] == max_neighbours and (sims[:, -1] >= threshold).any())
             else ""
         )

@@ -69,7 +69,9 @@ def requested() -> str:
 
 def _machine() -> str:
     """CPU model and onnxruntime version: a choice is timed for one machine, so it is kept per machine."""
-    import onnxruntime as ort
+    from embcli.runtime.native import load_onnxruntime
+
+    ort = load_onnxruntime()
 
     cpu = platform.machine()  # not platform.processor(): it runs `uname -p` at every start
     with contextlib.suppress(OSError), open("/proc/cpuinfo") as f:

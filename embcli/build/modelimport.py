@@ -21,6 +21,7 @@ from pathlib import Path
 from embcli.io.files import sha256_file
 from embcli.build.graphcheck import Checker, GateResult
 from embcli.store.models import read_model_dir
+from embcli.runtime.native import load_onnxruntime
 from embcli.build.transformer import EncoderWeights, read_encoder
 from embcli.errors import IncompatibleError, UsageError
 
@@ -92,6 +93,7 @@ def _quiet_onnxruntime_tools():
 
 def optimize_graph(src: Path, dst: Path, w: EncoderWeights) -> dict[str, int]:
     """Fuse Attention, SkipLayerNormalization, Gelu and EmbedLayerNormalization; returns the fused op counts."""
+    load_onnxruntime()  # its import chatter filtered first
     from onnxruntime.transformers.optimizer import optimize_model
 
     with _quiet_onnxruntime_tools():
@@ -105,6 +107,8 @@ def optimize_graph(src: Path, dst: Path, w: EncoderWeights) -> dict[str, int]:
 def fp16_graph(src: Path, dst: Path, w: EncoderWeights) -> None:
     """Half-precision weights and compute, float32 inputs and outputs (for GPUs)."""
     import onnx
+
+    load_onnxruntime()  # its import chatter filtered first
     from onnxruntime.transformers.float16 import convert_float_to_float16
 
     from embcli.build.onnx_build import save_graph

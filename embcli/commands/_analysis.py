@@ -51,8 +51,11 @@ def read_all(path: str | None, vector_field: str, bad) -> tuple[list[dict], np.n
     return records, np.vstack([v for _, v in pairs]).astype(np.float32), name
 
 
-def check_free(records: list[dict], fields: list[str], overwrite: bool) -> None:
-    """A result field the records already have is an error, unless --overwrite."""
+def check_free(records: list[dict], fields: list[str], overwrite: bool, rename: str = "--output-field") -> None:
+    """A result field the records already have is an error, unless --overwrite.
+
+    ``rename``: the command's options that name its result fields, for the hint.
+    """
     from embcli.errors import InputError
 
     if overwrite:
@@ -62,7 +65,7 @@ def check_free(records: list[dict], fields: list[str], overwrite: bool) -> None:
             if f in rec:
                 raise InputError(
                     f"record {i + 1} already has a {f!r} field",
-                    hint="name the result field with --output-field, or pass --overwrite",
+                    hint=f"name the result field with {rename}, or pass --overwrite",
                 )
 
 

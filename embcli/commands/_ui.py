@@ -2,19 +2,60 @@
 
 from __future__ import annotations
 
+import logging
+import os
 import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TextIO
+
+from embcli.errors import printable
+
+# Set by -q (any command's): library chatter is silenced along with our own notices.
+_quiet = {"on": False}
+
+
+def silence() -> None:
+    _quiet["on"] = True
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # read when huggingface_hub is imported
 
 
 def say(message: str, quiet: bool = False) -> None:
     if not quiet:
-        print(f"embcli: {message}", file=sys.stderr, flush=True)
+        sys.stderr.write(f"embcli: {printable(message)}\n")  # one write: lines from threads never mix
+        sys.stderr.flush()
 
 
 def warn(message: str, quiet: bool = False) -> None:
     say(f"warning: {message}", quiet)
+
+
+def _chatter(source: str, message: str) -> None:
+    if not _quiet["on"]:
+        warn(f"{source}: {' '.join(message.split())}")  # a library's paragraph, as one line
+
+
+def show_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: TextIO | None = None,
+    line: str | None = None,
+) -> None:
+    """``warnings.showwarning`` for the CLI: numpy's or sklearn's warnings as one line, none under -q."""
+    _chatter(category.__name__, str(message))
+
+
+class ChatterHandler(logging.Handler):
+    """``logging.lastResort`` for the CLI: a library logger's warnings as one line, none under -q."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        _chatter(record.name, record.getMessage())
 
 
 class Progress:

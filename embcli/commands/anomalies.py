@@ -150,7 +150,7 @@ def detect_anomalies(
         writer = JsonlWriter(out)
 
         def emit(records: list[dict], scores: np.ndarray, level: float) -> None:
-            check_free(records, fields, overwrite)
+            check_free(records, fields, overwrite, rename="--score-field/--flag-field")
             for rec, s in zip(records, scores, strict=True):
                 rec[score_field], rec[flag_field] = round(float(s), 6), bool(s > level)
             kept = [r for r in records if r[flag_field]] if only_anomalies else records

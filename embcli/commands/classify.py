@@ -222,7 +222,7 @@ def classify(
                 continue
             x = np.vstack([v for _, v in chunk])
             records = [r.data if r is not None else {"row": n + i} for i, (r, _) in enumerate(chunk)]
-            check_free(records, result_fields, overwrite)
+            check_free(records, result_fields, overwrite, rename="--output-field/--score-field/--scores-field")
             clf.check(x.shape[1], provenance)
             scores = clf.scores(x)
             best = scores.argmax(axis=1)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
+from collections.abc import Iterator
 from enum import Enum
 from typing import Annotated, Optional
 
@@ -118,7 +120,7 @@ def diff(
     on_error: o.OnErrorOpt = o.OnError.fail,
     quiet: o.Quiet = False,
 ) -> None:
-    """Compare two sets of embeddings; exit 0 when alike, 1 when different (errors: 2 and up).
+    """Compare two sets of embeddings; exit 0 when alike, 1 when different, 2 or more on any error.
 
     Corpus mode (default): are A and B drawn from the same distribution? MMD with
     a permutation test, a classifier two-sample test (cross-validated logistic
@@ -126,11 +128,15 @@ def diff(
     --alpha; plus centroid distance and the share of shifted dimensions. Aligned
     mode (--by id): does a model swap change who neighbours whom? Jaccard@k of
     each item's neighbours in A's and B's spaces. Reads both inputs whole.
+
+    Exit status, as diff(1): 0 same, 1 different; errors never exit 1: 2 usage
+    error or failure (e.g. stdout cannot be written), 3 bad input data, 4
+    incompatible input, 130 interrupted.
     """
     import numpy as np
 
     from embcli.analysis.diff import compare_aligned, compare_corpora, outliers
-    from embcli.errors import InputError, UsageError
+    from embcli.errors import DiffExit, InputError, UsageError
     from embcli.io.streams import BadRecords, Source, iter_embedded
 
     if a == "-" and b == "-":
@@ -190,12 +196,13 @@ def diff(
     if items:
         import orjson
 
-        sys.stdout.buffer.write(b"".join(orjson.dumps(line) + b"\n" for line in lines))
+        with _stdout():
+            sys.stdout.buffer.write(b"".join(orjson.dumps(line) + b"\n" for line in lines))
         say(f"verdict: {report['verdict']}", quiet)
     else:
         _emit(report, fmt, items)
     if different:
-        raise typer.Exit(1)
+        raise typer.Exit(DiffExit.DIFFERENT)
 
 
 def _emit(report: dict, fmt: ReportFormat | None, items: bool) -> None:
@@ -203,10 +210,23 @@ def _emit(report: dict, fmt: ReportFormat | None, items: bool) -> None:
 
     if items:
         return
-    if fmt is ReportFormat.table or (fmt is None and sys.stdout.isatty()):
-        _table(report)
-    else:
-        sys.stdout.buffer.write(orjson.dumps(report) + b"\n")
+    with _stdout():
+        if fmt is ReportFormat.table or (fmt is None and sys.stdout.isatty()):
+            _table(report)
+        else:
+            sys.stdout.buffer.write(orjson.dumps(report) + b"\n")
+
+
+@contextlib.contextmanager
+def _stdout() -> Iterator[None]:
+    """Write and flush stdout here, so a failed write is an error (exit 2), never the verdict's 0 or 1."""
+    from embcli.errors import EmbcliError
+
+    try:
+        yield
+        sys.stdout.flush()
+    except OSError as e:
+        raise EmbcliError(f"cannot write the report: {e.strerror or e}, <stdout>") from None
 
 
 def _table(report: dict) -> None:

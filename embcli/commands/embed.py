@@ -9,6 +9,9 @@ import typer
 from embcli.commands import _options as o
 from embcli.commands._ui import progress, say, warn
 
+# Only embed reads plain text, so only its hint names --input-format.
+TEXT_HINT = "for one text per line, use --input-format text"
+
 
 def embed(
     input: o.InputArg = None,
@@ -150,7 +153,7 @@ def embed(
 
         store = EmbeddingCache(cache, spec_of(encoder), encoder.dim)
     with Source(input) as src, output_stream(output) as out, progress("embedding", "texts", quiet) as bar:
-        records = iter_records(src, input_format.value, text_field, bad)
+        records = iter_records(src, input_format.value, text_field, bad, json_hint=TEXT_HINT)
         chunks = embed_records(
             records,
             encoder,

@@ -43,7 +43,9 @@ def info(
     as_json: AsJson = False,
 ) -> None:
     """Show a model's dimensions, max length, pooling, prompts, files, sha256 and execution providers."""
-    import onnxruntime as ort
+    from embcli.runtime.native import load_onnxruntime
+
+    ort = load_onnxruntime()
 
     from embcli.runtime.encoder import Encoder
     from embcli.store.models import resolve_model

@@ -11,6 +11,7 @@ from embcli.commands._ui import progress, say, warn
 
 SEARCH = "Search"
 CHUNK = 256  # queries embedded and searched together
+QUERIES_HINT = 'queries are JSON objects, one per line: {"text": "..."} or an embedding field'
 
 
 def search(
@@ -141,7 +142,7 @@ def search(
 
     def prepared(src: Source):
         """Query records with either a checked vector or the tokens of their text."""
-        for rec in iter_records(src, "jsonl", text_field, bad):
+        for rec in iter_records(src, "jsonl", text_field, bad, json_hint=QUERIES_HINT):
             loc = where(src.name, rec.line)
             try:
                 if output_field in rec.data:

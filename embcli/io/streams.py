@@ -132,8 +132,19 @@ class Record:
     extra: dict = field(default_factory=dict)  # per-command scratch (e.g. tokens)
 
 
-def iter_records(src: Source, input_format: str, text_field: str, bad: BadRecords) -> Iterator[Record]:
-    """Records from JSONL (objects) or plain text (one text per line, as ``text_field``)."""
+# What to say when the first line is not JSON. Callers pass their own: a hint must never
+# name an option the running command lacks (only embed has --input-format).
+JSONL_HINT = "each line must be one JSON object"
+VECTORS_HINT = "this command reads embedded records (JSONL from `embcli embed`) or NPY vectors"
+
+
+def iter_records(
+    src: Source, input_format: str, text_field: str, bad: BadRecords, *, json_hint: str = JSONL_HINT
+) -> Iterator[Record]:
+    """Records from JSONL (objects) or plain text (one text per line, as ``text_field``).
+
+    ``json_hint`` goes with an invalid first line: it is the caller's, which knows its options.
+    """
     if src.sniff() == "npy":
         raise InputError(
             f"expected JSONL or text records but got an NPY array, {src.name}",
@@ -157,7 +168,7 @@ def iter_records(src: Source, input_format: str, text_field: str, bad: BadRecord
             obj = orjson.loads(line)
         except orjson.JSONDecodeError as e:
             msg = str(e).split(": line ")[0]
-            hint = "for one text per line, use --input-format text" if lineno == 1 else None
+            hint = json_hint if lineno == 1 else None
             bad.handle(InputError(f"invalid JSON ({msg}), {where(src.name, lineno)}", hint=hint))
             continue
         if not isinstance(obj, dict):
@@ -272,7 +283,7 @@ def iter_embedded(src: Source, vector_field: str, bad: BadRecords) -> Iterator[t
                 yield None, row
         return
     width: int | None = None
-    for rec in iter_records(src, "jsonl", "text", bad):
+    for rec in iter_records(src, "jsonl", "text", bad, json_hint=VECTORS_HINT):
         try:
             arr = parse_vector(rec.data.get(vector_field), vector_field, where(src.name, rec.line))
             if width is None:

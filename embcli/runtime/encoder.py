@@ -96,7 +96,9 @@ class Encoder:
         self.tokenizer = tok
 
     def _load_session(self, device: str, threads: int) -> None:
-        import onnxruntime as ort
+        from embcli.runtime.native import load_onnxruntime
+
+        ort = load_onnxruntime()
 
         if device not in DEVICES:
             raise UsageError(f"unknown device {device!r}; choose from {', '.join(DEVICES)}")

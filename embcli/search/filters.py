@@ -11,7 +11,10 @@ Grammar (case-insensitive keywords):
     field := name ('.' name)*  |  "quoted name"
     value := 'string' | number | true | false | null
 
-Values are bound as parameters, never pasted into SQL.
+Values are bound as parameters, never pasted into SQL. Size is bounded so that a
+pathological filter is a usage error here, not a RecursionError in Python or a
+"parser stack overflow" in SQLite (whose parser gives out at ~14 levels of
+"(x OR y AND (...))", and whose expression trees at depth 1000).
 """
 
 from __future__ import annotations
@@ -33,6 +36,11 @@ _TOKEN = re.compile(
     re.VERBOSE,
 )
 _KEYWORDS = {"and", "or", "not", "in", "is", "null", "true", "false", "between"}
+_BLANK = re.compile(r"\s*\Z")
+MAX_LENGTH = 100_000  # characters in the filter
+MAX_DEPTH = 12  # nested parentheses and NOTs; the worst SQL they make still parses (tests check)
+MAX_CONDITIONS = 500  # AND/OR chains nest in SQLite's tree: 500 + 12 levels stays under 1000
+MAX_VALUES = 10_000  # bound parameters, under SQLite's variable limit
 
 
 @dataclass
@@ -43,9 +51,11 @@ class _Tok:
 
 
 def _tokenize(s: str) -> list[_Tok]:
+    if len(s) > MAX_LENGTH:
+        raise UsageError(f"--where is {len(s):,} characters long; at most {MAX_LENGTH:,}")
     toks, pos = [], 0
     while pos < len(s):
-        if s[pos:].strip() == "":
+        if _BLANK.match(s, pos):  # not s[pos:].strip(): that copies the rest at every token
             break
         m = _TOKEN.match(s, pos)
         if not m:
@@ -66,6 +76,8 @@ class _Parser:
         self.toks = _tokenize(source)
         self.i = 0
         self.params: list[object] = []
+        self.depth = 0
+        self.conditions = 0
 
     def fail(self, what: str) -> UsageError:
         tok = self.toks[self.i] if self.i < len(self.toks) else None
@@ -108,14 +120,23 @@ class _Parser:
 
     def factor(self) -> str:
         if self.peek("kw", "not"):
-            self.i += 1
-            return f"NOT ({self.factor()})"
-        if self.peek("punct", "("):
-            self.i += 1
-            inner = self.expr()
+            self.nest()
+            sql = f"NOT ({self.factor()})"
+        elif self.peek("punct", "("):
+            self.nest()
+            sql = self.expr()
             self.take("punct", ")")
-            return inner
-        return self.cond()
+        else:
+            return self.cond()
+        self.depth -= 1
+        return sql
+
+    def nest(self) -> None:
+        """Step into a NOT or '(' (the current token), refusing what Python or SQLite could not take."""
+        if self.depth == MAX_DEPTH:
+            raise self.fail(f"nested more than {MAX_DEPTH} levels deep (parentheses and NOT)")
+        self.depth += 1
+        self.i += 1
 
     def field(self) -> str:
         names = [self.name()]
@@ -134,6 +155,8 @@ class _Parser:
         raise self.fail("expected a field name")
 
     def value(self) -> None:
+        if len(self.params) >= MAX_VALUES:
+            raise self.fail(f"more than {MAX_VALUES:,} values")
         if self.peek("str"):
             self.params.append(self.take("str").text[1:-1].replace("''", "'"))
         elif self.peek("num"):
@@ -145,6 +168,9 @@ class _Parser:
             raise self.fail("expected a value ('text', number, true or false)")
 
     def cond(self) -> str:
+        self.conditions += 1
+        if self.conditions > MAX_CONDITIONS:
+            raise self.fail(f"more than {MAX_CONDITIONS} conditions")
         lhs = self.field()
         if self.peek("op"):
             op = self.take("op").text

@@ -216,7 +216,7 @@ class IndexReader:
         if rescore and self.floats is None and self.dtype == "b1":
             raise IncompatibleError(
                 f"--rescore needs the float vectors, and this index keeps none, {self.path}",
-                hint="rebuild it with --keep-floats",
+                hint="rebuild it with `embcli index --keep-floats`",
             )
         fetch = k * max(rescore, 1)
         # Exact search over kept floats is exact even for compact dtypes.
