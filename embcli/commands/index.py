@@ -156,7 +156,7 @@ def index(
     atomic: a crash leaves the previous index loadable.
     """
     from embcli.core.index import IndexOptions, IndexWriter, disk_bytes
-    from embcli.core.streams import BadRecords, Source, iter_embedded, read_ids, where
+    from embcli.core.streams import BadRecords, Source, iter_embedded, read_ids, where, where_row
     from embcli.errors import IncompatibleError, InputError, UsageError
 
     if delete_ids is not None:
@@ -202,8 +202,8 @@ def index(
                         pending.clear()
 
             for rec, vec in iter_embedded(src, vector_field, bad):
-                loc = where(src.name, rec.line if rec else rows + 1)
-                prov = rec.data.get(model_field) if rec is not None and model_field else None
+                loc = where_row(src.name, rec.line) if rec.npy else where(src.name, rec.line)
+                prov = rec.data.get(model_field) if model_field else None
                 if prov is None and model:
                     if model_prov is None or model_prov["dims"] != len(vec):
                         model_prov = _provenance_for(model, len(vec))
@@ -214,10 +214,11 @@ def index(
                     bad.handle(InputError(f"bad {model_field!r} field (not one written by embcli embed), {loc}"))
                     continue
                 writer.set_provenance(prov, loc)
-                if rec is None:
-                    if row_ids is not None and rows >= len(row_ids):
+                if rec.npy:
+                    # By row number, not by count: --ids stay with their rows when bad rows are skipped.
+                    if row_ids is not None and rec.line > len(row_ids):
                         raise InputError(f"--ids has {len(row_ids)} ids, but the input has more rows, {loc}")
-                    batch_ids.append(row_ids[rows] if row_ids is not None else None)
+                    batch_ids.append(row_ids[rec.line - 1] if row_ids is not None else None)
                     batch_payloads.append({})
                 else:
                     rid = rec.data.get("id")
@@ -231,8 +232,8 @@ def index(
                 if len(batch_vecs) >= BATCH:
                     flush()
             flush()
-            if row_ids is not None and rows != len(row_ids):
-                raise InputError(f"--ids has {len(row_ids)} ids for {rows} rows, {src.name}")
+            if row_ids is not None and rows + bad.count != len(row_ids):
+                raise InputError(f"--ids has {len(row_ids)} ids for {rows + bad.count} rows, {src.name}")
             elapsed = bar.elapsed()
         if rows == 0:  # empty input: nothing to change, and an index needs at least its width
             writer.abort()

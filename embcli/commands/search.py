@@ -125,7 +125,7 @@ def search(
         Record,
         Source,
         get_text,
-        iter_npy,
+        iter_npy_rows,
         iter_records,
         output_stream,
         parse_vector,
@@ -202,14 +202,13 @@ def search(
     with Source(queries) as src, output_stream(None) as out, progress("searching", "queries", quiet) as bar:
         writer = JsonlWriter(out)
         if src.sniff() == "npy":
-            row = 0
-            for block in iter_npy(src):
+            for numbers, block in iter_npy_rows(src, bad):
                 if block.shape[1] != dims:
                     raise IncompatibleError(
                         f"query vectors have {block.shape[1]} dimensions, the index {dims}, {src.name}"
                     )
-                chunk = [Record(row + i, {"row": row + i}) for i in range(len(block))]
-                row += len(block)
+                # Output rows are 0-based, as before; skipped (non-finite) rows keep their numbers.
+                chunk = [Record(int(n), {"row": int(n) - 1}) for n in numbers]
                 _emit(
                     writer,
                     readers,

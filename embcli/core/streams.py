@@ -112,16 +112,30 @@ def where(source: str, line: int) -> str:
     return f"{source} line {line}"
 
 
+def where_row(source: str, row: int) -> str:
+    """Where an NPY row is: 1-based, counted across back-to-back arrays."""
+    return f"{source} row {row}"
+
+
 # --------------------------------------------------------------------------- record readers
 
 
 @dataclass
 class Record:
-    """One input record: its 1-based line number and the parsed JSON object."""
+    """One input record: its 1-based line number and the parsed JSON object.
+
+    An NPY row is a record too (``npy``): ``line`` is its 1-based row number and
+    ``data`` is empty, so row numbers survive skipped rows.
+    """
 
     line: int
     data: dict
     extra: dict = field(default_factory=dict)  # per-command scratch (e.g. tokens)
+    npy: bool = False
+
+    def fields(self) -> dict:
+        """What a result record starts from: the JSON object, or ``{"row": i}`` (0-based) for an NPY row."""
+        return {"row": self.line - 1} if self.npy else self.data
 
 
 def iter_records(src: Source, input_format: str, text_field: str, bad: BadRecords) -> Iterator[Record]:
@@ -142,7 +156,7 @@ def iter_records(src: Source, input_format: str, text_field: str, bad: BadRecord
                 continue
             yield Record(lineno, {text_field: text.rstrip("\r\n") if text.endswith("\n") else text})
             continue
-        if not line.strip():
+        if line.isspace():  # not line.strip(): that copies a huge line
             # Blank lines between JSONL records are common (editors, `echo`); not data.
             continue
         try:
@@ -152,6 +166,7 @@ def iter_records(src: Source, input_format: str, text_field: str, bad: BadRecord
             hint = "for one text per line, use --input-format text" if lineno == 1 else None
             bad.handle(InputError(f"invalid JSON ({msg}), {where(src.name, lineno)}", hint=hint))
             continue
+        del line  # one huge line is held once (as its parsed text), not twice
         if not isinstance(obj, dict):
             bad.handle(InputError(f"expected a JSON object, got {_json_type(obj)}, {where(src.name, lineno)}"))
             continue
@@ -172,7 +187,7 @@ def get_text(rec: Record, text_field: str, source: str) -> str:
         raise InputError(f"field {text_field!r} is {_json_type(text)}, not a string, {loc}")
     if "\x00" in text:
         raise InputError(f"field {text_field!r} contains a NUL byte, {loc}")
-    if not text.strip():
+    if not text or text.isspace():  # not text.strip(): that copies a huge text
         raise InputError(f"field {text_field!r} is empty, {loc}")
     return text
 
@@ -210,7 +225,41 @@ def npy_header(dtype: np.dtype, shape: tuple[int, ...], size: int | None = None)
     )
 
 
-def iter_npy(src: Source) -> Iterator[np.ndarray]:
+def iter_npy(src: Source, bad: BadRecords | None = None) -> Iterator[np.ndarray]:
+    """Row chunks from one or more back-to-back NPY arrays; rows with NaN or Inf are bad records."""
+    for _, chunk in iter_npy_rows(src, bad):
+        yield chunk
+
+
+def iter_npy_rows(src: Source, bad: BadRecords | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(1-based row numbers, rows) chunks, checked: a row with NaN or Inf fails, or is skipped and counted.
+
+    Row numbers run on across back-to-back arrays, so they name the row in the whole stream.
+    """
+    bad = bad if bad is not None else BadRecords()
+    first = 1
+    for chunk in _npy_chunks(src):
+        numbers = np.arange(first, first + len(chunk))
+        first += len(chunk)
+        finite = finite_rows(chunk)
+        if finite is not None:
+            for i in np.flatnonzero(~finite):
+                what = "NaN" if np.isnan(chunk[i]).any() else "Inf"
+                bad.handle(InputError(f"vector holds {what}, {where_row(src.name, int(numbers[i]))}"))
+            chunk, numbers = chunk[finite], numbers[finite]
+        if len(chunk):
+            yield numbers, chunk
+
+
+def finite_rows(rows: np.ndarray) -> np.ndarray | None:
+    """A mask of the rows that are all finite, or None when every row is (one vectorized pass)."""
+    if rows.dtype.kind not in "fc":  # integers and booleans cannot hold NaN or Inf
+        return None
+    finite = np.isfinite(rows).all(axis=1)
+    return None if finite.all() else finite
+
+
+def _npy_chunks(src: Source) -> Iterator[np.ndarray]:
     """Row chunks from one or more back-to-back NPY arrays of the same dtype and width."""
     dtype: np.dtype | None = None
     width: int | None = None
@@ -256,12 +305,15 @@ def iter_npy(src: Source) -> Iterator[np.ndarray]:
             left -= n
 
 
-def iter_embedded(src: Source, vector_field: str, bad: BadRecords) -> Iterator[tuple[Record | None, np.ndarray]]:
-    """(record, vector) pairs from JSONL with a vector field, or (None, row) from NPY."""
+def iter_embedded(src: Source, vector_field: str, bad: BadRecords) -> Iterator[tuple[Record, np.ndarray]]:
+    """(record, vector) pairs from JSONL with a vector field, or from NPY rows (``Record.npy``, empty data).
+
+    Vectors are checked the same way from both: finite numbers, one width.
+    """
     if src.sniff() == "npy":
-        for chunk in iter_npy(src):
-            for row in chunk:
-                yield None, row
+        for numbers, chunk in iter_npy_rows(src, bad):
+            for row, vec in zip(numbers.tolist(), chunk, strict=True):
+                yield Record(row, {}, npy=True), vec
         return
     width: int | None = None
     for rec in iter_records(src, "jsonl", "text", bad):
