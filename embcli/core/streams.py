@@ -24,6 +24,8 @@ from embcli.errors import InputError, UsageError
 NPY_MAGIC = b"\x93NUMPY"
 # Rows per chunk when reading NPY: ~1 MiB of data, whatever the width.
 _NPY_CHUNK_BYTES = 1 << 20
+# Lines are read in pieces of this size: a line longer than this grows in place.
+_LINE_CHUNK = 1 << 20
 
 
 class Source:
@@ -59,15 +61,22 @@ class Source:
             return head
         return head + self._f.read(n - len(head))
 
-    def readline(self) -> bytes:
+    def readline(self) -> bytes | bytearray:
+        """One line with its newline; a huge line grows in place (a bytearray), never copied whole."""
         if self._buf:
             i = self._buf.find(b"\n")
             if i >= 0:
                 line, self._buf = self._buf[: i + 1], self._buf[i + 1 :]
                 return line
             head, self._buf = self._buf, b""
-            return head + self._f.readline()
-        return self._f.readline()
+        else:
+            head = self._f.readline(_LINE_CHUNK)
+            if len(head) < _LINE_CHUNK or head.endswith(b"\n"):
+                return head  # the usual case: one read, plain bytes
+        line = bytearray(head)
+        while not line.endswith(b"\n") and (chunk := self._f.readline(_LINE_CHUNK)):
+            line += chunk
+        return line
 
     def sniff(self) -> str:
         """``npy`` when the stream starts with the NPY magic, else ``jsonl``."""
@@ -150,11 +159,12 @@ def iter_records(src: Source, input_format: str, text_field: str, bad: BadRecord
         lineno += 1
         if input_format == "text":
             try:
-                text = line.decode("utf-8")
+                text = _line_text(line)
             except UnicodeDecodeError as e:
                 bad.handle(InputError(f"invalid UTF-8 at byte {e.start}, {where(src.name, lineno)}"))
                 continue
-            yield Record(lineno, {text_field: text.rstrip("\r\n") if text.endswith("\n") else text})
+            del line
+            yield Record(lineno, {text_field: text})
             continue
         if line.isspace():  # not line.strip(): that copies a huge line
             # Blank lines between JSONL records are common (editors, `echo`); not data.
@@ -171,6 +181,15 @@ def iter_records(src: Source, input_format: str, text_field: str, bad: BadRecord
             bad.handle(InputError(f"expected a JSON object, got {_json_type(obj)}, {where(src.name, lineno)}"))
             continue
         yield Record(lineno, obj)
+
+
+def _line_text(line: bytes | bytearray) -> str:
+    """A text line without its line ending, decoded without copying the bytes first."""
+    end = len(line)
+    if line.endswith(b"\n"):
+        while end and line[end - 1] in b"\r\n":
+            end -= 1
+    return str(memoryview(line)[:end], "utf-8")
 
 
 def get_text(rec: Record, text_field: str, source: str) -> str:
