@@ -24,7 +24,7 @@ from pathlib import Path
 import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import _LAUNCHER, REPO  # noqa: E402
+from _common import _LAUNCHER, REPO
 
 PACKAGES = REPO / "tests" / "data" / "packages-2000.jsonl"
 
