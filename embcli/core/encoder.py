@@ -71,6 +71,13 @@ class Encoder:
             raise UsageError(f"unknown pooling {self.pooling!r}; choose from {', '.join(POOLING_MODES)}")
         if self.max_length < 2:
             raise UsageError(f"--max-length must be at least 2, got {self.max_length}")
+        if spec.max_positions is not None and self.max_length > spec.max_positions:
+            # Refused here, not by the graph failing on the first long batch mid-stream.
+            raise UsageError(
+                f"--max-length {self.max_length} is more than the {spec.max_positions} positions "
+                f"of model {spec.name!r}",
+                hint=f"its default max length is {spec.max_length}",
+            )
         if batch_size < 1 or max_batch_tokens < 1:
             raise UsageError("--batch-size and --max-batch-tokens must be positive")
         spec.verify()
@@ -260,6 +267,11 @@ def encoder_from_provenance(
         )
     if prompt is None and prompt_name is None:
         prompt = prov["prompt"]
+    if spec.max_positions is not None and prov["max_length"] > spec.max_positions:
+        raise IncompatibleError(
+            f"the vectors record max_length {prov['max_length']}, more than model {prov['model']!r} "
+            f"has positions for ({spec.max_positions})"
+        )
     return Encoder(
         spec,
         max_length=prov["max_length"],
