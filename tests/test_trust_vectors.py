@@ -137,6 +137,14 @@ def test_npy_rows_are_numbered_across_arrays_in_process(vecs, monkeypatch):
     assert bad.count == 2
 
 
+def test_float64_rows_beyond_float32_are_bad_rows(tmp_path):
+    x = np.ones((3, WIDTH))
+    x[1, 0] = 1e39  # finite in float64, Inf in the float32 every command computes in
+    (tmp_path / "f64.npy").write_bytes(_npy(x))
+    r = cli("cluster", "--k", "1", str(tmp_path / "f64.npy"))
+    assert r.code == 3 and r.err.strip().endswith(f"vector holds a number beyond float32, {tmp_path}/f64.npy row 2")
+
+
 # --------------------------------------------------------------------------- saved heads and detectors
 
 
@@ -351,3 +359,14 @@ def test_max_length_beyond_the_model_positions_is_refused_up_front():
     r = cli("embed", "--max-length", "100000", input=b'{"text": "hello"}\n')
     assert r.code == 2 and r.out == b""
     assert "embcli: error: --max-length 100000 is more than the 512 positions of model 'all-MiniLM-L6-v2'" in r.err
+
+
+def test_saved_quantizer_ranges_must_be_finite():
+    from embcli.core.quantize import Quantizer
+
+    good = Quantizer("int8", WIDTH).fit(_unit_rows(100, 4))
+    assert Quantizer.from_json(good.to_json(), "r.json").fitted
+    data = orjson.loads(good.to_json())
+    data["max"][3] = 1e39  # valid JSON, Inf as float32
+    with pytest.raises(IncompatibleError, match=r"not an embcli ranges file, r\.json"):
+        Quantizer.from_json(orjson.dumps(data), "r.json")

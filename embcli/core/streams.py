@@ -263,7 +263,8 @@ def iter_npy_rows(src: Source, bad: BadRecords | None = None) -> Iterator[tuple[
         finite = finite_rows(chunk)
         if finite is not None:
             for i in np.flatnonzero(~finite):
-                what = "NaN" if np.isnan(chunk[i]).any() else "Inf"
+                row = chunk[i]
+                what = "NaN" if np.isnan(row).any() else "Inf" if np.isinf(row).any() else "a number beyond float32"
                 bad.handle(InputError(f"vector holds {what}, {where_row(src.name, int(numbers[i]))}"))
             chunk, numbers = chunk[finite], numbers[finite]
         if len(chunk):
@@ -271,10 +272,14 @@ def iter_npy_rows(src: Source, bad: BadRecords | None = None) -> Iterator[tuple[
 
 
 def finite_rows(rows: np.ndarray) -> np.ndarray | None:
-    """A mask of the rows that are all finite, or None when every row is (one vectorized pass)."""
+    """A mask of the rows that are all finite as float32 (what every command computes in), or None
+    when every row is (one vectorized pass)."""
     if rows.dtype.kind not in "fc":  # integers and booleans cannot hold NaN or Inf
         return None
-    finite = np.isfinite(rows).all(axis=1)
+    if rows.dtype.kind == "c" or rows.dtype.itemsize > 4:
+        finite = np.isfinite(rows).all(axis=1) & (np.abs(rows) <= np.finfo(np.float32).max).all(axis=1)
+    else:
+        finite = np.isfinite(rows).all(axis=1)
     return None if finite.all() else finite
 
 
@@ -358,7 +363,8 @@ def parse_vector(value: object, vector_field: str, loc: str) -> np.ndarray:
             hint="embed it first (embcli embed), or name the field with --vector-field",
         )
     try:
-        arr = np.asarray(value, dtype=np.float32)
+        with np.errstate(over="ignore"):  # 1e39 becomes Inf, refused just below: no warning on stderr
+            arr = np.asarray(value, dtype=np.float32)
     except (TypeError, ValueError):
         raise InputError(f"field {vector_field!r} holds non-numbers, {loc}") from None
     if arr.ndim != 1 or not np.isfinite(arr).all():
