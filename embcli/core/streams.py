@@ -337,7 +337,7 @@ def iter_embedded(src: Source, vector_field: str, bad: BadRecords) -> Iterator[t
     if src.sniff() == "npy":
         for numbers, chunk in iter_npy_rows(src, bad):
             for row, vec in zip(numbers.tolist(), chunk, strict=True):
-                yield Record(row, {}, npy=True), vec
+                yield Record(row, {}, {}, True), vec  # positional: measurably cheaper per row
         return
     width: int | None = None
     for rec in iter_records(src, "jsonl", "text", bad):
