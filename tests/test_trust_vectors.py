@@ -325,6 +325,11 @@ def test_an_enormous_text_is_tokenized_from_a_prefix(encoder, monkeypatch):
     got = encoder.tokenize(text)
     assert got.truncated and got.ids == whole_ids
     assert max(recorder.sizes) <= encoder_module.PREFIX_CHARS_PER_TOKEN * encoder.max_length * 2
+    # One enormous word never proves its prefix: it is cut at MAX_PREFIX_CHARS and counted as truncated.
+    recorder.sizes.clear()
+    got = encoder.tokenize("a" * (3 << 20))
+    assert got.truncated and got.ids == recorder.tokenizer.encode("a" * 200).ids  # [CLS] [UNK] [SEP], as whole
+    assert max(recorder.sizes) == encoder_module.MAX_PREFIX_CHARS
 
 
 def test_a_several_mb_record_embeds_truncated_and_counted(tmp_path):
