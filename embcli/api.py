@@ -180,7 +180,7 @@ class Index:
             if matrix.ndim != 2:
                 raise UsageError(f"vectors must be a 2-D array, got shape {matrix.shape}")
             _check_finite(matrix)
-            items: Iterable = ((None, row) for row in matrix)
+            items: Iterable = ((Record(i, {}, npy=True), row) for i, row in enumerate(matrix, start=1))
             id_list = list(ids) if ids is not None else None
         else:
             if ids is not None:
@@ -302,7 +302,7 @@ def read_vectors(source: PathOrFile | None = None, *, vector_field: str = "embed
     records, rows = [], []
     with _source(source) as src:
         for rec, vec in iter_embedded(src, vector_field, BadRecords()):
-            records.append(rec.data if rec is not None else {})
+            records.append(rec.data)
             rows.append(vec)
     width = rows[0].shape[0] if rows else 0
     return records, (np.vstack(rows).astype(np.float32, copy=False) if rows else np.empty((0, width), np.float32))

@@ -68,7 +68,8 @@ def test_embedded_records_from_jsonl_and_npy(monkeypatch):
     b = io.BytesIO()
     np.save(b, np.eye(2, dtype=np.float16))
     got = list(iter_embedded(_source(b.getvalue(), monkeypatch), "embedding", BadRecords()))
-    assert [rec for rec, _ in got] == [None, None] and got[1][1].dtype == np.float16
+    assert [(rec.npy, rec.line, rec.data) for rec, _ in got] == [(True, 1, {}), (True, 2, {})]
+    assert got[1][1].dtype == np.float16
 
 
 def test_text_lines_keep_their_content(monkeypatch):

@@ -11,6 +11,7 @@ one-shot run did.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -106,17 +107,26 @@ class Detector:
 
     @classmethod
     def load(cls, path: str) -> Detector:
-        try:
-            with np.load(path, allow_pickle=False) as z:
-                meta = json.loads(str(z["meta"]))
-                assert meta["format"] == "embcli-detector"
-                reference = z["reference"]
-        except FileNotFoundError:
-            raise UsageError(f"no detector file at {path}") from None
-        except Exception:
-            raise IncompatibleError(f"not an embcli detector file, {path}") from None
-        det = cls(meta["method"], meta["k"], meta["aggregate"], meta["seed"], meta["threshold"], meta["provenance"])
-        return det.fit(reference)
+        """A saved detector, checked before it is refitted: settings, reference vectors, finite values."""
+        from embcli.io import npzfile
+
+        kind = "embcli-detector"
+        meta, arrays = npzfile.load(path, kind, ("reference",))
+        reference = npzfile.float_array(arrays, "reference", 2, path, kind)
+        if len(reference) < 3:
+            raise npzfile.bad(path, kind, f"'reference' has {len(reference)} vectors, fewer than 3")
+        method, k, aggregate, seed = (meta.get(n) for n in ("method", "k", "aggregate", "seed"))
+        threshold, provenance = meta.get("threshold"), meta.get("provenance")
+        if method not in METHODS or aggregate not in ("mean", "max"):
+            raise npzfile.bad(path, kind, f"unknown method {method!r} or aggregate {aggregate!r}")
+        for name, value in (("k", k), ("seed", seed)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < (1 if name == "k" else 0):
+                raise npzfile.bad(path, kind, f"{name!r} is {value!r}, not a valid integer")
+        if threshold is not None and not (isinstance(threshold, (int, float)) and math.isfinite(threshold)):
+            raise npzfile.bad(path, kind, f"'threshold' is {threshold!r}, not a finite number")
+        if not isinstance(provenance, (dict, type(None))):
+            raise npzfile.bad(path, kind, "'provenance' is not an object")
+        return cls(method, k, aggregate, seed, threshold, provenance).fit(reference)
 
     def check(self, dims: int, provenance: dict | None) -> None:
         if dims != self.reference.shape[1]:

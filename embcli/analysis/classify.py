@@ -68,16 +68,50 @@ class Head:
 
     @classmethod
     def load(cls, path: str) -> Head:
-        try:
-            with np.load(path, allow_pickle=False) as z:
-                meta = json.loads(str(z["meta"]))
-                assert meta["format"] == "embcli-head" and meta["kind"] in KINDS
-                arrays = {n: z[n] for n in ("vectors", "targets", "coef", "intercept") if n in z}
-        except FileNotFoundError:
-            raise UsageError(f"no head file at {path}") from None
-        except Exception:
-            raise IncompatibleError(f"not an embcli head file, {path}") from None
-        return cls(meta["kind"], meta["labels"], meta["provenance"], k=meta["k"], extra=meta["extra"], **arrays)
+        """A saved head, checked before use: its kind's arrays, their dtypes and shapes, finite values."""
+        from embcli.io import npzfile
+
+        meta, arrays = npzfile.load(path, "embcli-head", ("vectors", "targets", "coef", "intercept"))
+        kind, labels, k = meta.get("kind"), meta.get("labels"), meta.get("k")
+        if kind not in KINDS:
+            raise npzfile.bad(path, "embcli-head", f"unknown kind {kind!r}")
+        if not (isinstance(labels, list) and all(isinstance(v, str) for v in labels) and len(set(labels)) >= 2):
+            raise npzfile.bad(path, "embcli-head", "'labels' must be 2 or more distinct strings")
+        if len(set(labels)) != len(labels):
+            raise npzfile.bad(path, "embcli-head", "'labels' repeats a label")
+        if not isinstance(k, int) or isinstance(k, bool) or k < 1:
+            raise npzfile.bad(path, "embcli-head", f"'k' is {k!r}, not a positive integer")
+        if not isinstance(meta.get("provenance"), (dict, type(None))) or not isinstance(meta.get("extra"), dict):
+            raise npzfile.bad(path, "embcli-head", "'provenance' or 'extra' is not an object")
+        checked = _head_arrays(kind, len(labels), arrays, path)
+        if extra := sorted(set(arrays) - set(checked)):
+            raise npzfile.bad(path, "embcli-head", f"unexpected array {extra[0]!r} for a {kind} head")
+        return cls(kind, labels, meta["provenance"], k=k, extra=meta["extra"], **checked)
+
+
+def _head_arrays(kind: str, n_labels: int, arrays: dict, path: str) -> dict[str, np.ndarray]:
+    """The arrays a head of ``kind`` needs, checked to agree with each other and with its labels."""
+    from embcli.io.npzfile import bad, float_array
+
+    def rows_per_label(name: str, a: np.ndarray) -> np.ndarray:
+        if len(a) != n_labels:
+            raise bad(path, "embcli-head", f"{name!r} has {len(a)} rows for {n_labels} labels")
+        return a
+
+    if kind in ("zero-shot", "centroid"):
+        return {"vectors": rows_per_label("vectors", float_array(arrays, "vectors", 2, path, "embcli-head"))}
+    if kind == "logreg":
+        coef = rows_per_label("coef", float_array(arrays, "coef", 2, path, "embcli-head"))
+        intercept = rows_per_label("intercept", float_array(arrays, "intercept", 1, path, "embcli-head"))
+        return {"coef": coef, "intercept": intercept}
+    vectors = float_array(arrays, "vectors", 2, path, "embcli-head")
+    targets = arrays.get("targets")
+    if targets is None or targets.dtype.kind not in "iu" or targets.shape != (len(vectors),):
+        what = "missing" if targets is None else f"{targets.dtype} {targets.shape}"
+        raise bad(path, "embcli-head", f"'targets' is {what}, expected {len(vectors)} integers (one per vector)")
+    if len(targets) and not (targets.min() >= 0 and targets.max() < n_labels):
+        raise bad(path, "embcli-head", f"'targets' points outside the {n_labels} labels")
+    return {"vectors": vectors, "targets": targets}
 
 
 def fit(kind: str, x: np.ndarray, y: list, *, k: int = 10, seed: int = 0, provenance: dict | None = None) -> Head:

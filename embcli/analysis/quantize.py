@@ -188,9 +188,12 @@ class Quantizer:
             assert d["format"] == FORMAT and d["version"] == 1
             q = cls(d["scheme"], int(d["dims"]), int(d.get("bits", 1)))
             if "min" in d:
-                q.lo, q.hi = np.asarray(d["min"], np.float32), np.asarray(d["max"], np.float32)
+                with np.errstate(over="ignore"):  # 1e39 becomes Inf, refused below
+                    q.lo, q.hi = np.asarray(d["min"], np.float32), np.asarray(d["max"], np.float32)
                 assert q.lo.shape == q.hi.shape == (q.dims,)
+                assert np.isfinite(q.lo).all() and np.isfinite(q.hi).all()  # 1e39 is Inf as float32
             q.scales = [float(s) for s in d.get("scales", [])]
+            assert np.isfinite(q.scales).all()
         except (orjson.JSONDecodeError, AssertionError, KeyError, TypeError, ValueError):
             raise IncompatibleError(f"not an embcli ranges file, {where}") from None
         if not q.fitted:

@@ -42,7 +42,7 @@ def read_all(path: str | None, vector_field: str, bad) -> tuple[list[dict], np.n
     with Source(path) as src:
         pairs = list(iter_embedded(src, vector_field, bad))
         name = src.name
-    records = [rec.data if rec is not None else {"row": i} for i, (rec, _) in enumerate(pairs)]
+    records = [rec.fields() for rec, _ in pairs]
     if not pairs:
         return records, np.zeros((0, 0), np.float32), name
     widths = {len(v) for _, v in pairs}

@@ -175,9 +175,9 @@ def detect_anomalies(
                 for item in iter_embedded(src, vector_field, bad):
                     batch.append(item)
                     if len(batch) >= CHUNK:
-                        _score_batch(det, batch, emit, level, model_field, counts["scored"])
+                        _score_batch(det, batch, emit, level, model_field)
                         batch = []
-                _score_batch(det, batch, emit, level, model_field, counts["scored"])
+                _score_batch(det, batch, emit, level, model_field)
         else:  # outlier mode: the input is its own reference
             records, x, _ = read_all(input, vector_field, bad)
             if records:
@@ -213,12 +213,12 @@ def detect_anomalies(
         )
 
 
-def _score_batch(det, batch, emit, level, model_field, offset: int) -> None:
+def _score_batch(det, batch, emit, level, model_field) -> None:
     import numpy as np
 
     if not batch:
         return
     x = np.vstack([v for _, v in batch])
-    records = [r.data if r is not None else {"row": offset + i} for i, (r, _) in enumerate(batch)]
+    records = [r.fields() for r, _ in batch]
     det.check(x.shape[1], next((r.get(model_field) for r in records if model_field and r.get(model_field)), None))
     emit(records, det.score(x), level)

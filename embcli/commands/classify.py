@@ -200,7 +200,7 @@ def classify(
     with Source(input) as src, output_stream(output) as out:
         stream = iter_embedded(src, vector_field, bad)
         first = list(itertools.islice(stream, CHUNK))
-        provenance = next((r.data.get(model_field) for r, _ in first if r is not None and model_field), None)
+        provenance = next((r.data.get(model_field) for r, _ in first if model_field), None)
         if head_file:
             clf = Head.load(head_file)
         elif train:
@@ -221,7 +221,7 @@ def classify(
             if not chunk:
                 continue
             x = np.vstack([v for _, v in chunk])
-            records = [r.data if r is not None else {"row": n + i} for i, (r, _) in enumerate(chunk)]
+            records = [r.fields() for r, _ in chunk]
             check_free(records, result_fields, overwrite, rename="--output-field/--score-field/--scores-field")
             clf.check(x.shape[1], provenance)
             scores = clf.scores(x)
@@ -261,7 +261,7 @@ def _fit_head(path, label_field, kind, k, seed, vector_field, model_field):
 
     with Source(path) as src:
         pairs = list(iter_embedded(src, vector_field, BadRecords()))
-    if any(r is None for r, _ in pairs):
+    if any(r.npy for r, _ in pairs):
         raise InputError(f"--train needs JSONL records with a {label_field!r} field, not NPY, {path}")
     missing = [i + 1 for i, (r, _) in enumerate(pairs) if r.data.get(label_field) is None]
     if missing:

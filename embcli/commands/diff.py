@@ -146,7 +146,7 @@ def diff(
     def load(path: str) -> tuple[np.ndarray, list[dict]]:
         with Source(path) as src:
             pairs = list(iter_embedded(src, vector_field, bad))
-        recs = [rec.data if rec is not None else {"row": i} for i, (rec, _) in enumerate(pairs)]
+        recs = [rec.fields() for rec, _ in pairs]
         width = {len(v) for _, v in pairs}
         if len(width) > 1:
             raise InputError(f"vectors of different widths {sorted(width)} in one input, {path}")

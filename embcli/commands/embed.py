@@ -50,7 +50,7 @@ def embed(
             "--max-length",
             metavar="N",
             min=2,
-            help="Token limit per text. Default: the model's.",
+            help="Token limit per text, at most the model's positions. Default: the model's.",
             show_default=False,
             rich_help_panel=o.MODEL,
         ),

@@ -216,7 +216,7 @@ def quantize(
                 meta = quantizer.describe()
                 lines = []
                 for (rec, _), code in zip(pending, codes, strict=True):
-                    data = dict(rec.data) if rec is not None else {}
+                    data = dict(rec.data)  # an NPY row has none
                     data[vector_field] = code
                     if quant_field:
                         data[quant_field] = meta

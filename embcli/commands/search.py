@@ -125,7 +125,7 @@ def search(
         Record,
         Source,
         get_text,
-        iter_npy,
+        iter_npy_rows,
         iter_records,
         output_stream,
         parse_vector,
@@ -175,14 +175,13 @@ def search(
             for chunk in chunked_prefetch(prepared(src), CHUNK):
                 yield chunk, vectors_for(chunk)
             return
-        row = 0
-        for block in iter_npy(src):
+        for numbers, block in iter_npy_rows(src, bad):
             if block.shape[1] != searcher.dims:
                 raise IncompatibleError(
                     f"query vectors have {block.shape[1]} dimensions, the index {searcher.dims}, {src.name}"
                 )
-            yield [Record(row + i, {"row": row + i}) for i in range(len(block))], block
-            row += len(block)
+            # Output rows are 0-based, as before; skipped (non-finite) rows keep their numbers.
+            yield [Record(int(n), {"row": int(n) - 1}) for n in numbers], block
 
     n_queries = 0
     with Source(queries) as src, output_stream(None) as out, progress("searching", "queries", quiet) as bar:

@@ -24,6 +24,8 @@ from embcli.io.files import atomic_file
 NPY_MAGIC = b"\x93NUMPY"
 # Rows per chunk when reading NPY: ~1 MiB of data, whatever the width.
 _NPY_CHUNK_BYTES = 1 << 20
+# Lines are read in pieces of this size: a line longer than this grows in place.
+_LINE_CHUNK = 1 << 20
 
 
 class Source:
@@ -67,15 +69,22 @@ class Source:
             return head
         return head + self._f.read(n - len(head))
 
-    def readline(self) -> bytes:
+    def readline(self) -> bytes | bytearray:
+        """One line with its newline; a huge line grows in place (a bytearray), never copied whole."""
         if self._buf:
             i = self._buf.find(b"\n")
             if i >= 0:
                 line, self._buf = self._buf[: i + 1], self._buf[i + 1 :]
                 return line
             head, self._buf = self._buf, b""
-            return head + self._f.readline()
-        return self._f.readline()
+        else:
+            head = self._f.readline(_LINE_CHUNK)
+            if len(head) < _LINE_CHUNK or head.endswith(b"\n"):
+                return head  # the usual case: one read, plain bytes
+        line = bytearray(head)
+        while not line.endswith(b"\n") and (chunk := self._f.readline(_LINE_CHUNK)):
+            line += chunk
+        return line
 
     def sniff(self) -> str:
         """``npy`` when the stream starts with the NPY magic, else ``jsonl``."""
@@ -120,16 +129,30 @@ def where(source: str, line: int) -> str:
     return f"{source} line {line}"
 
 
+def where_row(source: str, row: int) -> str:
+    """Where an NPY row is: 1-based, counted across back-to-back arrays."""
+    return f"{source} row {row}"
+
+
 # --------------------------------------------------------------------------- record readers
 
 
 @dataclass
 class Record:
-    """One input record: its 1-based line number and the parsed JSON object."""
+    """One input record: its 1-based line number and the parsed JSON object.
+
+    An NPY row is a record too (``npy``): ``line`` is its 1-based row number and
+    ``data`` is empty, so row numbers survive skipped rows.
+    """
 
     line: int
     data: dict
     extra: dict = field(default_factory=dict)  # per-command scratch (e.g. tokens)
+    npy: bool = False
+
+    def fields(self) -> dict:
+        """What a result record starts from: the JSON object, or ``{"row": i}`` (0-based) for an NPY row."""
+        return {"row": self.line - 1} if self.npy else self.data
 
 
 # What to say when the first line is not JSON. Callers pass their own: a hint must never
@@ -155,13 +178,14 @@ def iter_records(
         lineno += 1
         if input_format == "text":
             try:
-                text = line.decode("utf-8")
+                text = _line_text(line)
             except UnicodeDecodeError as e:
                 bad.handle(InputError(f"invalid UTF-8 at byte {e.start}, {where(src.name, lineno)}"))
                 continue
-            yield Record(lineno, {text_field: text.rstrip("\r\n") if text.endswith("\n") else text})
+            del line
+            yield Record(lineno, {text_field: text})
             continue
-        if not line.strip():
+        if line.isspace():  # not line.strip(): that copies a huge line
             # Blank lines between JSONL records are common (editors, `echo`); not data.
             continue
         try:
@@ -171,10 +195,20 @@ def iter_records(
             hint = json_hint if lineno == 1 else None
             bad.handle(InputError(f"invalid JSON ({msg}), {where(src.name, lineno)}", hint=hint))
             continue
+        del line  # one huge line is held once (as its parsed text), not twice
         if not isinstance(obj, dict):
             bad.handle(InputError(f"expected a JSON object, got {_json_type(obj)}, {where(src.name, lineno)}"))
             continue
         yield Record(lineno, obj)
+
+
+def _line_text(line: bytes | bytearray) -> str:
+    """A text line without its line ending, decoded without copying the bytes first."""
+    end = len(line)
+    if line.endswith(b"\n"):
+        while end and line[end - 1] in b"\r\n":
+            end -= 1
+    return str(memoryview(line)[:end], "utf-8")
 
 
 def get_text(rec: Record, text_field: str, source: str) -> str:
@@ -191,7 +225,7 @@ def get_text(rec: Record, text_field: str, source: str) -> str:
         raise InputError(f"field {text_field!r} is {_json_type(text)}, not a string, {loc}")
     if "\x00" in text:
         raise InputError(f"field {text_field!r} contains a NUL byte, {loc}")
-    if not text.strip():
+    if not text or text.isspace():  # not text.strip(): that copies a huge text
         raise InputError(f"field {text_field!r} is empty, {loc}")
     return text
 
@@ -229,7 +263,46 @@ def npy_header(dtype: np.dtype, shape: tuple[int, ...], size: int | None = None)
     )
 
 
-def iter_npy(src: Source) -> Iterator[np.ndarray]:
+def iter_npy(src: Source, bad: BadRecords | None = None) -> Iterator[np.ndarray]:
+    """Row chunks from one or more back-to-back NPY arrays; rows with NaN or Inf are bad records."""
+    for _, chunk in iter_npy_rows(src, bad):
+        yield chunk
+
+
+def iter_npy_rows(src: Source, bad: BadRecords | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(1-based row numbers, rows) chunks, checked: a row with NaN or Inf fails, or is skipped and counted.
+
+    Row numbers run on across back-to-back arrays, so they name the row in the whole stream.
+    """
+    bad = bad if bad is not None else BadRecords()
+    first = 1
+    for chunk in _npy_chunks(src):
+        numbers = np.arange(first, first + len(chunk))
+        first += len(chunk)
+        finite = finite_rows(chunk)
+        if finite is not None:
+            for i in np.flatnonzero(~finite):
+                row = chunk[i]
+                what = "NaN" if np.isnan(row).any() else "Inf" if np.isinf(row).any() else "a number beyond float32"
+                bad.handle(InputError(f"vector holds {what}, {where_row(src.name, int(numbers[i]))}"))
+            chunk, numbers = chunk[finite], numbers[finite]
+        if len(chunk):
+            yield numbers, chunk
+
+
+def finite_rows(rows: np.ndarray) -> np.ndarray | None:
+    """A mask of the rows that are all finite as float32 (what every command computes in), or None
+    when every row is (one vectorized pass)."""
+    if rows.dtype.kind not in "fc":  # integers and booleans cannot hold NaN or Inf
+        return None
+    if rows.dtype.kind == "c" or rows.dtype.itemsize > 4:
+        finite = np.isfinite(rows).all(axis=1) & (np.abs(rows) <= np.finfo(np.float32).max).all(axis=1)
+    else:
+        finite = np.isfinite(rows).all(axis=1)
+    return None if finite.all() else finite
+
+
+def _npy_chunks(src: Source) -> Iterator[np.ndarray]:
     """Row chunks from one or more back-to-back NPY arrays of the same dtype and width."""
     dtype: np.dtype | None = None
     width: int | None = None
@@ -275,12 +348,15 @@ def iter_npy(src: Source) -> Iterator[np.ndarray]:
             left -= n
 
 
-def iter_embedded(src: Source, vector_field: str, bad: BadRecords) -> Iterator[tuple[Record | None, np.ndarray]]:
-    """(record, vector) pairs from JSONL with a vector field, or (None, row) from NPY."""
+def iter_embedded(src: Source, vector_field: str, bad: BadRecords) -> Iterator[tuple[Record, np.ndarray]]:
+    """(record, vector) pairs from JSONL with a vector field, or from NPY rows (``Record.npy``, empty data).
+
+    Vectors are checked the same way from both: finite numbers, one width.
+    """
     if src.sniff() == "npy":
-        for chunk in iter_npy(src):
-            for row in chunk:
-                yield None, row
+        for numbers, chunk in iter_npy_rows(src, bad):
+            for row, vec in zip(numbers.tolist(), chunk, strict=True):
+                yield Record(row, {}, {}, True), vec  # positional: measurably cheaper per row
         return
     width: int | None = None
     for rec in iter_records(src, "jsonl", "text", bad, json_hint=VECTORS_HINT):
@@ -306,7 +382,8 @@ def parse_vector(value: object, vector_field: str, loc: str) -> np.ndarray:
             hint="embed it first (embcli embed), or name the field with --vector-field",
         )
     try:
-        arr = np.asarray(value, dtype=np.float32)
+        with np.errstate(over="ignore"):  # 1e39 becomes Inf, refused just below: no warning on stderr
+            arr = np.asarray(value, dtype=np.float32)
     except (TypeError, ValueError):
         raise InputError(f"field {vector_field!r} holds non-numbers, {loc}") from None
     if arr.ndim != 1 or not np.isfinite(arr).all():

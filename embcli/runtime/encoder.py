@@ -17,6 +17,12 @@ from embcli.runtime import provenance
 from embcli.store.models import POOLING_MODES, ModelSpec, choose_prompt
 
 DEVICES = ("auto", "cpu", "cuda")
+# A text longer than this many characters per kept token is tokenized from a prefix, doubled until
+# it provably holds the kept tokens (see _kept_ids); prose runs at ~4-5 characters per token.
+PREFIX_CHARS_PER_TOKEN = 16
+# The longest prefix tokenized (~150 MB of tokenizer memory): only a text whose first million
+# characters hold fewer than max_length tokens in complete words (one enormous word) is cut here.
+MAX_PREFIX_CHARS = 1 << 20
 
 
 @dataclass
@@ -66,6 +72,13 @@ class Encoder:
             raise UsageError(f"unknown pooling {self.pooling!r}; choose from {', '.join(POOLING_MODES)}")
         if self.max_length < 2:
             raise UsageError(f"--max-length must be at least 2, got {self.max_length}")
+        if spec.max_positions is not None and self.max_length > spec.max_positions:
+            # Refused here, not by the graph failing on the first long batch mid-stream.
+            raise UsageError(
+                f"--max-length {self.max_length} is more than the {spec.max_positions} positions "
+                f"of model {spec.name!r}",
+                hint=f"its default max length is {spec.max_length}",
+            )
         if batch_size < 1 or max_batch_tokens < 1:
             raise UsageError("--batch-size and --max-batch-tokens must be positive")
         spec.verify()
@@ -151,11 +164,31 @@ class Encoder:
     # ------------------------------------------------------------------ encoding
 
     def tokenize(self, text: str) -> Tokens:
-        enc = self.tokenizer.encode(self.prompt + text if self.prompt else text)
+        """Token ids cut to ``max_length``, the same as tokenizing the whole text and truncating.
+
+        An enormous text is not tokenized whole (that takes ~150 bytes of memory per
+        character): a prefix is, growing until it provably holds the kept tokens.
+        """
+        size = PREFIX_CHARS_PER_TOKEN * self.max_length
+        cap = max(MAX_PREFIX_CHARS, size)
+        while size < len(text):
+            enc = self._encode(text[:size])
+            ids = _kept_ids(enc)
+            if ids is not None:
+                return Tokens(ids, True)
+            if size >= cap:  # one enormous word (see _kept_ids): cut here, and say it was truncated
+                return Tokens(enc.ids, True)
+            size = min(2 * size, cap)
+        enc = self._encode(text)
         return Tokens(enc.ids, bool(enc.overflowing))
+
+    def _encode(self, text: str):
+        return self.tokenizer.encode(self.prompt + text if self.prompt else text)
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         """Vectors for ``texts`` in input order (float32, ``(n, dim)``)."""
+        if any(len(t) > PREFIX_CHARS_PER_TOKEN * self.max_length for t in texts):
+            return self.encode_ids([self.tokenize(t).ids for t in texts])  # bounded memory on a huge text
         if self.prompt:
             texts = [self.prompt + t for t in texts]
         encs = self.tokenizer.encode_batch(list(texts))
@@ -236,6 +269,11 @@ def encoder_from_provenance(
         )
     if prompt is None and prompt_name is None:
         prompt = prov["prompt"]
+    if spec.max_positions is not None and prov["max_length"] > spec.max_positions:
+        raise IncompatibleError(
+            f"the vectors record max_length {prov['max_length']}, more than model {prov['model']!r} "
+            f"has positions for ({spec.max_positions})"
+        )
     return Encoder(
         spec,
         max_length=prov["max_length"],
@@ -246,6 +284,27 @@ def encoder_from_provenance(
         dims=prov["dims"],
         **runtime,
     )
+
+
+def _kept_ids(enc) -> list[int] | None:
+    """The ids of a prefix's encoding when they are provably those of the whole text, else None.
+
+    The tokenizer splits text into words (pre-tokens: whitespace, punctuation, CJK
+    characters, per its pre-tokenizer) and tokenizes each word on its own. Cutting the
+    text can change only the word it cuts (and, for look-ahead rules, the one before).
+    So when the prefix has more than ``max_length`` tokens (it overflowed) and the last
+    kept token belongs to a word at least two words before the prefix's last word, the
+    kept tokens are exactly the whole text's first ``max_length`` tokens. A prefix with
+    no such word boundary (a text of one enormous word) is grown until one appears, or
+    cut at MAX_PREFIX_CHARS.
+    """
+    if not enc.overflowing:
+        return None
+    kept = max((w for w in enc.word_ids if w is not None), default=None)
+    last = max((w for o in enc.overflowing for w in o.word_ids if w is not None), default=None)
+    if kept is None or last is None or last < kept + 2:
+        return None
+    return enc.ids
 
 
 def pad_batch(ids: Sequence[Sequence[int]], pad_id: int) -> tuple[np.ndarray, np.ndarray]:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from embcli.errors import IncompatibleError, InputError
-from embcli.io.streams import BadRecords, Record, where
+from embcli.io.streams import BadRecords, Record, where, where_row
 from embcli.runtime import provenance
 from embcli.search.index import IndexWriter
 
@@ -30,13 +30,16 @@ class IngestOptions:
 
 def add_all(
     writer: IndexWriter,
-    items: Iterable[tuple[Record | None, np.ndarray]],
+    items: Iterable[tuple[Record, np.ndarray]],
     source: str,
     options: IngestOptions,
     bad: BadRecords,
     on_batch: Callable[[int], None] = lambda n: None,
 ) -> int:
-    """Add every (record or None, vector) to ``writer``; returns the number of rows added."""
+    """Add every (record, vector) to ``writer``; returns the number of rows added.
+
+    NPY rows come as records with ``npy`` set and their 1-based row number as ``line``.
+    """
     opts = options
     batch_ids: list[object | None] = []
     batch_payloads: list[dict] = []
@@ -52,8 +55,8 @@ def add_all(
                 pending.clear()
 
     for rec, vec in items:
-        loc = where(source, rec.line if rec else rows + 1)
-        prov = rec.data.get(opts.model_field) if rec is not None and opts.model_field else None
+        loc = where_row(source, rec.line) if rec.npy else where(source, rec.line)
+        prov = rec.data.get(opts.model_field) if opts.model_field else None
         if prov is None and opts.model:
             if model_prov is None or model_prov["dims"] != len(vec):
                 model_prov = provenance.for_model(opts.model, len(vec))
@@ -64,10 +67,11 @@ def add_all(
             bad.handle(InputError(f"bad {opts.model_field!r} field (not one written by embcli embed), {loc}"))
             continue
         writer.set_provenance(prov, loc)
-        if rec is None:
-            if opts.ids is not None and rows >= len(opts.ids):
+        if rec.npy:
+            # By row number, not by count: --ids stay with their rows when bad rows are skipped.
+            if opts.ids is not None and rec.line > len(opts.ids):
                 raise InputError(f"--ids has {len(opts.ids)} ids, but the input has more rows, {loc}")
-            batch_ids.append(opts.ids[rows] if opts.ids is not None else None)
+            batch_ids.append(opts.ids[rec.line - 1] if opts.ids is not None else None)
             batch_payloads.append({})
         else:
             rid = rec.data.get("id")
@@ -82,6 +86,6 @@ def add_all(
         if len(batch_vecs) >= BATCH:
             flush()
     flush()
-    if opts.ids is not None and rows != len(opts.ids):
-        raise InputError(f"--ids has {len(opts.ids)} ids for {rows} rows, {source}")
+    if opts.ids is not None and rows + bad.count != len(opts.ids):
+        raise InputError(f"--ids has {len(opts.ids)} ids for {rows + bad.count} rows, {source}")
     return rows

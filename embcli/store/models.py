@@ -61,6 +61,7 @@ class ModelSpec:
     normalize: bool
     prompts: dict[str, str] = field(default_factory=dict)
     default_prompt_name: str | None = None
+    max_positions: int | None = None  # the graph's position embeddings: no longer input fits
     expected_sha256: str | None = None
     # The built-in model runs a graph built from its weights: identity is the weights' sha256,
     # and graphs of the same weights (the shipped one, other precisions) make compatible vectors.
@@ -229,6 +230,7 @@ def read_model_dir(d: Path, name: str, source: str, onnx_path: Path | None = Non
         tokenizer_path=tokenizer_path,
         dim=dim if isinstance(dim, int) else None,
         max_length=int(max_length),
+        max_positions=max_positions if isinstance(max_positions, int) and max_positions > 0 else None,
         pooling=_pooling_mode(pooling_config),
         normalize=any(m.get("type", "").endswith(".Normalize") for m in modules),
         prompts={k: v for k, v in (prompts_config.get("prompts") or {}).items() if isinstance(v, str)},
