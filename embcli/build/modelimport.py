@@ -18,12 +18,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from embcli.io.files import sha256_file
 from embcli.build.graphcheck import Checker, GateResult
-from embcli.store.models import read_model_dir
-from embcli.runtime.native import load_onnxruntime
 from embcli.build.transformer import EncoderWeights, read_encoder
 from embcli.errors import IncompatibleError, UsageError
+from embcli.io.files import sha256_file
+from embcli.runtime.native import load_onnxruntime
+from embcli.store.models import read_model_dir
 
 # Files that are weights or other exports: everything else (configs, tokenizer, pooling, card) is copied.
 _SKIP_SUFFIXES = (".safetensors", ".bin", ".h5", ".msgpack", ".ot", ".onnx", ".onnx_data", ".pt", ".ckpt")

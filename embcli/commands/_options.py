@@ -7,38 +7,23 @@ from typing import Annotated, Optional
 
 import typer
 
+from embcli import choices
+
 IO = "Input and output"
 MODEL = "Model"
 SPEED = "Performance"
 
 
-class OnError(str, Enum):
-    fail = "fail"
-    skip = "skip"
+def choice(name: str, values: tuple[str, ...]) -> type[Enum]:
+    """A Typer choice enum made from one of the core's choice sets (embcli/choices.py)."""
+    return Enum(name, {v: v for v in values}, type=str)
 
 
-class InputFormat(str, Enum):
-    jsonl = "jsonl"
-    text = "text"
-
-
-class OutputFormat(str, Enum):
-    jsonl = "jsonl"
-    npy = "npy"
-
-
-class Device(str, Enum):
-    auto = "auto"
-    cpu = "cpu"
-    cuda = "cuda"
-
-
-class Pooling(str, Enum):
-    mean = "mean"
-    cls = "cls"
-    max = "max"
-    lasttoken = "lasttoken"
-    mean_sqrt_len = "mean_sqrt_len"
+OnError = choice("OnError", choices.ON_ERROR)
+InputFormat = choice("InputFormat", choices.INPUT_FORMATS)
+OutputFormat = choice("OutputFormat", choices.OUTPUT_FORMATS)
+Device = choice("Device", choices.DEVICES)
+Pooling = choice("Pooling", choices.POOLINGS)
 
 
 InputArg = Annotated[

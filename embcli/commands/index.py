@@ -2,28 +2,19 @@
 
 from __future__ import annotations
 
-from enum import Enum
 from typing import Annotated, Optional
 
 import typer
 
+from embcli.choices import DTYPES, METRICS
 from embcli.commands import _options as o
 from embcli.commands._ui import progress, say, warn
 
 INDEX = "Index"
 
 
-class Metric(str, Enum):
-    cos = "cos"
-    ip = "ip"
-    l2 = "l2"
-
-
-class DType(str, Enum):
-    f32 = "f32"
-    f16 = "f16"
-    i8 = "i8"
-    b1 = "b1"
+Metric = o.choice("Metric", METRICS)
+DType = o.choice("DType", DTYPES)
 
 
 def index(

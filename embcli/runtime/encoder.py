@@ -12,11 +12,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from embcli.choices import DEVICES, POOLINGS
 from embcli.errors import EmbcliError, IncompatibleError, UsageError
 from embcli.runtime import provenance
-from embcli.store.models import POOLING_MODES, ModelSpec, choose_prompt
+from embcli.store.models import ModelSpec, choose_prompt
 
-DEVICES = ("auto", "cpu", "cuda")
 # A text longer than this many characters per kept token is tokenized from a prefix, doubled until
 # it provably holds the kept tokens (see _kept_ids); prose runs at ~4-5 characters per token.
 PREFIX_CHARS_PER_TOKEN = 16
@@ -68,8 +68,8 @@ class Encoder:
         self.prompt = choose_prompt(spec, prompt, prompt_name)
         self.batch_size = batch_size
         self.max_batch_tokens = max_batch_tokens
-        if self.pooling not in POOLING_MODES:
-            raise UsageError(f"unknown pooling {self.pooling!r}; choose from {', '.join(POOLING_MODES)}")
+        if self.pooling not in POOLINGS:
+            raise UsageError(f"unknown pooling {self.pooling!r}; choose from {', '.join(POOLINGS)}")
         if self.max_length < 2:
             raise UsageError(f"--max-length must be at least 2, got {self.max_length}")
         if spec.max_positions is not None and self.max_length > spec.max_positions:

@@ -29,6 +29,7 @@ import numpy as np
 import orjson
 
 from embcli import __version__
+from embcli.choices import DTYPES, METRICS
 from embcli.errors import IncompatibleError, InputError, UsageError
 from embcli.io.files import atomic_file, fsync_dir, sha256_file
 from embcli.io.streams import NpyWriter
@@ -38,9 +39,8 @@ from embcli.search.filters import compile_where
 FORMAT = "embcli-index"
 VERSION = 1
 MANIFEST = "manifest.json"
-METRICS = {"cos": "cos", "ip": "ip", "l2": "l2sq"}
+USEARCH_METRIC = {"cos": "cos", "ip": "ip", "l2": "l2sq"}  # ours -> usearch's
 # b1: one sign bit per dimension, searched by Hamming distance (pair it with --rescore).
-DTYPES = ("f32", "f16", "i8", "b1")
 COMPACT = ("i8", "b1")  # dtypes that keep float vectors beside them for rescoring, by default
 # Filters matching at most this many records are searched exactly (brute force over them):
 # cheap at this size, and exact. Above it, the HNSW graph with oversampling.
@@ -136,7 +136,7 @@ def _check_usearch_meta(p: Path, m: dict) -> None:
     got = {"dimensions": meta["dimensions"], "count_present": meta["count_present"]}
     scalar = str(meta["kind_scalar"]).rsplit(".", 1)[-1].split(":")[0].lower()
     metric = str(meta["kind_metric"]).rsplit(".", 1)[-1].split(":")[0].lower()
-    usearch_metric = "hamming" if m["dtype"] == "b1" else METRICS[m["metric"]]
+    usearch_metric = "hamming" if m["dtype"] == "b1" else USEARCH_METRIC[m["metric"]]
     if got != want or scalar != m["dtype"] or metric != usearch_metric:
         raise IncompatibleError(
             f"index manifest and vectors disagree (manifest: {m['dims']}-d {m['dtype']} {m['metric']}, "
@@ -455,7 +455,7 @@ class IndexWriter:
             o = self.options
             self.index = usearch_index()(
                 ndim=self.dims,
-                metric="hamming" if o.dtype == "b1" else METRICS[o.metric],
+                metric="hamming" if o.dtype == "b1" else USEARCH_METRIC[o.metric],
                 dtype=o.dtype,
                 connectivity=o.connectivity,
                 expansion_add=o.expansion_add,

@@ -33,7 +33,6 @@ BUILTIN = {
 }
 ALIASES = {"sentence-transformers/all-MiniLM-L6-v2": "all-MiniLM-L6-v2"}
 
-POOLING_MODES = ("mean", "cls", "max", "lasttoken", "mean_sqrt_len")
 REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 # What a sentence-transformers repo needs for ONNX inference; skips weights and ONNX variants.
 _HUB_FILES = [

@@ -1,0 +1,16 @@
+"""Every closed set of option values, defined once.
+
+The core validates against these tuples; the CLI makes its Typer enums from
+them (``commands/_options.choice``), so a new metric or device is added here
+and nowhere else. Plain tuples: importing this costs nothing.
+"""
+
+from __future__ import annotations
+
+DEVICES = ("auto", "cpu", "cuda")
+POOLINGS = ("mean", "cls", "max", "lasttoken", "mean_sqrt_len")
+METRICS = ("cos", "ip", "l2")
+DTYPES = ("f32", "f16", "i8", "b1")  # index storage: float32, float16, int8, sign bits
+ON_ERROR = ("fail", "skip")
+INPUT_FORMATS = ("jsonl", "text")
+OUTPUT_FORMATS = ("jsonl", "npy")
