@@ -238,17 +238,16 @@ def test_quiet_embed_with_unwritable_home_prints_nothing(tmp_path) -> None:
 
 def test_library_warnings_are_one_line_and_none_under_quiet(capsys) -> None:
     """The CLI's warnings.showwarning, as cli.run installs it, on a real multi-line warning."""
-    with warnings.catch_warnings():  # restores showwarning and the filters
+    from embcli.env import Env, using
+
+    with warnings.catch_warnings(), using(Env()):  # restores showwarning and the filters; a run's own Env
         warnings.simplefilter("always")
         warnings.showwarning = _ui.show_warning
-        try:
-            warnings.warn("overflow encountered\nin matmul", RuntimeWarning, stacklevel=1)
-            assert capsys.readouterr().err == "embcli: warning: RuntimeWarning: overflow encountered in matmul\n"
-            _ui.silence()
-            warnings.warn("more", RuntimeWarning, stacklevel=1)
-            assert capsys.readouterr().err == ""
-        finally:
-            _ui._quiet["on"] = False
+        warnings.warn("overflow encountered\nin matmul", RuntimeWarning, stacklevel=1)
+        assert capsys.readouterr().err == "embcli: warning: RuntimeWarning: overflow encountered in matmul\n"
+        _ui.silence()
+        warnings.warn("more", RuntimeWarning, stacklevel=1)
+        assert capsys.readouterr().err == ""
 
 
 # --------------------------------------------------------------------------- hints and paths
