@@ -14,3 +14,7 @@ DTYPES = ("f32", "f16", "i8", "b1")  # index storage: float32, float16, int8, si
 ON_ERROR = ("fail", "skip")
 INPUT_FORMATS = ("jsonl", "text")
 OUTPUT_FORMATS = ("jsonl", "npy")
+
+# Up to this many candidate vectors, exact numpy search is fast enough: kNN over a
+# whole set (search/neighbors.py) and filtered search (--full-scan-threshold) share it.
+EXACT_SEARCH_LIMIT = 20_000

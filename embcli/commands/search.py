@@ -6,6 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from embcli.choices import EXACT_SEARCH_LIMIT
 from embcli.commands import _options as o
 from embcli.commands._ui import progress, say, warn
 
@@ -71,7 +72,7 @@ def search(
             "the HNSW graph is searched with oversampling.",
             rich_help_panel=SEARCH,
         ),
-    ] = 20_000,
+    ] = EXACT_SEARCH_LIMIT,
     flat: Annotated[
         bool, typer.Option("--flat", help="One line per hit instead of one per query.", rich_help_panel=o.IO)
     ] = False,

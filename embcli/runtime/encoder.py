@@ -15,6 +15,7 @@ import numpy as np
 from embcli.choices import DEVICES, POOLINGS
 from embcli.errors import EmbcliError, IncompatibleError, UsageError
 from embcli.runtime import provenance
+from embcli.runtime.vectors import unit
 from embcli.store.models import ModelSpec, choose_prompt
 
 # A text longer than this many characters per kept token is tokenized from a prefix, doubled until
@@ -223,11 +224,11 @@ class Encoder:
         else:
             vecs = pool(hidden.astype(np.float32, copy=False), mask, self.pooling)
         if self.normalize:
-            vecs = _unit(vecs)
+            vecs = unit(vecs)
         if self.dims:
             vecs = vecs[:, : self.dims]
             if self.normalize:
-                vecs = _unit(vecs)  # Matryoshka: truncate, then renormalize
+                vecs = unit(vecs)  # Matryoshka: truncate, then renormalize
         return vecs
 
     def _run(self, ids: list[Sequence[int]]) -> tuple[np.ndarray, np.ndarray]:
@@ -331,8 +332,3 @@ def pool(hidden: np.ndarray, mask: np.ndarray, mode: str) -> np.ndarray:
     summed = (hidden * m).sum(axis=1)
     counts = np.clip(m.sum(axis=1), 1e-9, None)
     return summed / (np.sqrt(counts) if mode == "mean_sqrt_len" else counts)
-
-
-def _unit(v: np.ndarray) -> np.ndarray:
-    norms = np.linalg.norm(v, axis=1, keepdims=True)
-    return v / np.clip(norms, 1e-12, None)

@@ -29,7 +29,7 @@ import numpy as np
 import orjson
 
 from embcli import __version__
-from embcli.choices import DTYPES, METRICS
+from embcli.choices import DTYPES, EXACT_SEARCH_LIMIT, METRICS
 from embcli.errors import IncompatibleError, InputError, UsageError
 from embcli.io.files import atomic_file, fsync_dir, sha256_file
 from embcli.io.streams import NpyWriter
@@ -44,7 +44,7 @@ USEARCH_METRIC = {"cos": "cos", "ip": "ip", "l2": "l2sq"}  # ours -> usearch's
 COMPACT = ("i8", "b1")  # dtypes that keep float vectors beside them for rescoring, by default
 # Filters matching at most this many records are searched exactly (brute force over them):
 # cheap at this size, and exact. Above it, the HNSW graph with oversampling.
-FULL_SCAN_THRESHOLD = 20_000
+FULL_SCAN_THRESHOLD = EXACT_SEARCH_LIMIT
 
 _SCHEMA = """
 CREATE TABLE items (key INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, payload TEXT NOT NULL);

@@ -8,13 +8,11 @@ from __future__ import annotations
 
 import numpy as np
 
-EXACT_LIMIT = 20_000
+from embcli.choices import EXACT_SEARCH_LIMIT
+from embcli.runtime.vectors import unit  # noqa: F401 - the analysis modules take it from here
+
+EXACT_LIMIT = EXACT_SEARCH_LIMIT
 BLOCK = 2048
-
-
-def unit(x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float32)
-    return x / np.clip(np.linalg.norm(x, axis=1, keepdims=True), 1e-12, None)
 
 
 def search(
