@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import textwrap
 
 import numpy as np
 import orjson
@@ -156,3 +157,17 @@ def test_readme_python_example_runs(tmp_path, monkeypatch) -> None:
     os.symlink(ROOT / "examples", tmp_path / "examples")
     for block in blocks:
         exec(compile(block, "README.md", "exec"), {})
+
+
+def test_readme_npy_stream_reader_reads_back_to_back_arrays(tmp_path) -> None:
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## Streams", 1)[1].split("\n## ", 1)[0]
+    block = re.findall(r"```python\n(.*?)```", section, flags=re.S)[0]
+    namespace: dict = {}
+    exec(compile(textwrap.dedent(block), "README.md", "exec"), namespace)
+    r = cli("embed", "-q", "--format", "npy", input=b'{"text": "a"}\n')  # a pipe: one array per chunk
+    stream = tmp_path / "stream.npy"
+    stream.write_bytes(r.out + r.out)
+    got = namespace["read_npy_stream"](stream)
+    assert got.shape == (2, 384) and np.array_equal(got[0], got[1])
+    assert np.array_equal(embcli.read_vectors(stream)[1], got)
