@@ -28,84 +28,80 @@ class Aggregate(str, Enum):
     max = "max"
 
 
+MethodOpt = Annotated[
+    Method,
+    typer.Option(
+        "--method",
+        help="knn (cosine distance to the k nearest), lof, iforest, ecod or mahalanobis.",
+        rich_help_panel=DETECT,
+    ),
+]
+KOpt = Annotated[int, typer.Option("-k", min=1, metavar="N", help="knn and lof: neighbours.", rich_help_panel=DETECT)]
+AggregateOpt = Annotated[
+    Aggregate,
+    typer.Option("--aggregate", help="knn: mean or largest distance to the k nearest.", rich_help_panel=DETECT),
+]
+ReferenceOpt = Annotated[
+    Optional[str],
+    o.optional(
+        "--reference",
+        metavar="FILE",
+        help="Novelty mode: fit on these normal records, then score the input (streams).",
+        panel=DETECT,
+    ),
+]
+ContaminationOpt = Annotated[
+    Optional[float],
+    o.optional(
+        "--contamination",
+        metavar="F",
+        help="Flag the top F share as anomalies (of the input, or of the reference in novelty mode). Default 0.01.",
+        panel=DETECT,
+    ),
+]
+ThresholdOpt = Annotated[
+    Optional[float],
+    o.optional("--threshold", metavar="T", help="Flag scores above T instead.", panel=DETECT),
+]
+SaveDetectorOpt = Annotated[
+    Optional[str],
+    o.optional("--save-detector", metavar="FILE", help="Keep the fitted detector for later runs.", panel=DETECT),
+]
+DetectorFileOpt = Annotated[
+    Optional[str],
+    o.optional("--detector-file", metavar="FILE", help="Score with a saved detector (streams).", panel=DETECT),
+]
+SeedOpt = Annotated[int, typer.Option("--seed", help="iforest: random state.", rich_help_panel=DETECT)]
+OnlyAnomaliesOpt = Annotated[
+    bool,
+    typer.Option("--only-anomalies", help="Pass only the flagged records down the pipe.", rich_help_panel=o.IO),
+]
+ScoreFieldOpt = Annotated[
+    str,
+    typer.Option(
+        "--score-field", metavar="NAME", help="Field for the score (higher = more anomalous).", rich_help_panel=o.IO
+    ),
+]
+FlagFieldOpt = Annotated[
+    str, typer.Option("--flag-field", metavar="NAME", help="Field for the flag.", rich_help_panel=o.IO)
+]
+
+
 def detect_anomalies(
     input: o.InputArg = None,
     output: o.Output = None,
-    method: Annotated[
-        Method,
-        typer.Option(
-            "--method",
-            help="knn (cosine distance to the k nearest), lof, iforest, ecod or mahalanobis.",
-            rich_help_panel=DETECT,
-        ),
-    ] = Method.knn,
-    k: Annotated[
-        int, typer.Option("-k", min=1, metavar="N", help="knn and lof: neighbours.", rich_help_panel=DETECT)
-    ] = 10,
-    aggregate: Annotated[
-        Aggregate,
-        typer.Option("--aggregate", help="knn: mean or largest distance to the k nearest.", rich_help_panel=DETECT),
-    ] = Aggregate.mean,
-    reference: Annotated[
-        Optional[str],
-        typer.Option(
-            "--reference",
-            metavar="FILE",
-            help="Novelty mode: fit on these normal records, then score the input (streams).",
-            show_default=False,
-            rich_help_panel=DETECT,
-        ),
-    ] = None,
-    contamination: Annotated[
-        Optional[float],
-        typer.Option(
-            "--contamination",
-            metavar="F",
-            help="Flag the top F share as anomalies (of the input, or of the reference in novelty mode). Default 0.01.",
-            show_default=False,
-            rich_help_panel=DETECT,
-        ),
-    ] = None,
-    threshold: Annotated[
-        Optional[float],
-        typer.Option(
-            "--threshold", metavar="T", help="Flag scores above T instead.", show_default=False, rich_help_panel=DETECT
-        ),
-    ] = None,
-    save_detector: Annotated[
-        Optional[str],
-        typer.Option(
-            "--save-detector",
-            metavar="FILE",
-            help="Keep the fitted detector for later runs.",
-            show_default=False,
-            rich_help_panel=DETECT,
-        ),
-    ] = None,
-    detector_file: Annotated[
-        Optional[str],
-        typer.Option(
-            "--detector-file",
-            metavar="FILE",
-            help="Score with a saved detector (streams).",
-            show_default=False,
-            rich_help_panel=DETECT,
-        ),
-    ] = None,
-    seed: Annotated[int, typer.Option("--seed", help="iforest: random state.", rich_help_panel=DETECT)] = 0,
-    only_anomalies: Annotated[
-        bool,
-        typer.Option("--only-anomalies", help="Pass only the flagged records down the pipe.", rich_help_panel=o.IO),
-    ] = False,
-    score_field: Annotated[
-        str,
-        typer.Option(
-            "--score-field", metavar="NAME", help="Field for the score (higher = more anomalous).", rich_help_panel=o.IO
-        ),
-    ] = "anomaly_score",
-    flag_field: Annotated[
-        str, typer.Option("--flag-field", metavar="NAME", help="Field for the flag.", rich_help_panel=o.IO)
-    ] = "is_anomaly",
+    method: MethodOpt = Method.knn,
+    k: KOpt = 10,
+    aggregate: AggregateOpt = Aggregate.mean,
+    reference: ReferenceOpt = None,
+    contamination: ContaminationOpt = None,
+    threshold: ThresholdOpt = None,
+    save_detector: SaveDetectorOpt = None,
+    detector_file: DetectorFileOpt = None,
+    seed: SeedOpt = 0,
+    only_anomalies: OnlyAnomaliesOpt = False,
+    score_field: ScoreFieldOpt = "anomaly_score",
+    flag_field: FlagFieldOpt = "is_anomaly",
     overwrite: o.Overwrite = False,
     eval_field: EvalField = None,
     eval_out: EvalOut = None,

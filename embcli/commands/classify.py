@@ -22,17 +22,12 @@ class HeadKind(str, Enum):
     centroid = "centroid"
 
 
-def _maybe(*flags: str, help: str, panel: str, metavar: str | None = None) -> typer.models.OptionInfo:
-    """An option that is off unless given: no default shown."""
-    return typer.Option(*flags, metavar=metavar, help=help, show_default=False, rich_help_panel=panel)
-
-
 Labels = Annotated[
-    Optional[str], _maybe("--labels", metavar="A,B,…", help="Zero-shot: comma-separated label names.", panel=ZERO)
+    Optional[str], o.optional("--labels", metavar="A,B,…", help="Zero-shot: comma-separated label names.", panel=ZERO)
 ]
 LabelsFile = Annotated[
     Optional[str],
-    _maybe(
+    o.optional(
         "--labels-file",
         metavar="FILE",
         help='Zero-shot: one label per line, or JSONL {"label", "description", "keywords"}.',
@@ -64,7 +59,7 @@ RefineTop = Annotated[
 ]
 Model = Annotated[
     Optional[str],
-    _maybe(
+    o.optional(
         "-m",
         "--model",
         metavar="NAME",
@@ -74,7 +69,7 @@ Model = Annotated[
 ]
 Train = Annotated[
     Optional[str],
-    _maybe(
+    o.optional(
         "--train", metavar="FILE", help="Supervised: embedded records with labels to fit a head on.", panel=SUPERVISED
     ),
 ]
@@ -100,7 +95,7 @@ K = Annotated[
 ]
 SaveHead = Annotated[
     Optional[str],
-    _maybe(
+    o.optional(
         "--save-head",
         metavar="FILE",
         help="Write the fitted head (or zero-shot label vectors) for later runs.",
@@ -108,7 +103,7 @@ SaveHead = Annotated[
     ),
 ]
 HeadFile = Annotated[
-    Optional[str], _maybe("--head-file", metavar="FILE", help="Apply a saved head: streams.", panel=SUPERVISED)
+    Optional[str], o.optional("--head-file", metavar="FILE", help="Apply a saved head: streams.", panel=SUPERVISED)
 ]
 Seed = Annotated[
     int, typer.Option("--seed", help="Seed for the logistic regression solver.", rich_help_panel=SUPERVISED)
@@ -116,7 +111,9 @@ Seed = Annotated[
 AllScores = Annotated[
     bool, typer.Option("--all-scores", help="Add every label's score (probabilities for logreg).", rich_help_panel=o.IO)
 ]
-Threshold = Annotated[Optional[float], _maybe("--threshold", help="Below this score the label is null.", panel=o.IO)]
+Threshold = Annotated[
+    Optional[float], o.optional("--threshold", help="Below this score the label is null.", panel=o.IO)
+]
 OutputField = Annotated[
     str, typer.Option("--output-field", metavar="NAME", help="Field for the label.", rich_help_panel=o.IO)
 ]

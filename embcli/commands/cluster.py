@@ -20,68 +20,77 @@ class Algo(str, Enum):
     threshold = "threshold"
 
 
+AlgoOpt = Annotated[
+    Algo,
+    typer.Option(
+        "--algo",
+        help="kmeans (spherical), hdbscan (density, -1 = noise), threshold (communities).",
+        rich_help_panel=ALGO,
+    ),
+]
+KOpt = Annotated[
+    str,
+    typer.Option(
+        "--k",
+        metavar="N|auto",
+        help="kmeans: number of clusters, or auto (best silhouette in --k-range).",
+        rich_help_panel=ALGO,
+    ),
+]
+KRangeOpt = Annotated[
+    str, typer.Option("--k-range", metavar="MIN:MAX", help="--k auto: the range tried.", rich_help_panel=ALGO)
+]
+NInitOpt = Annotated[
+    int,
+    typer.Option("--n-init", min=1, metavar="N", help="kmeans: restarts; the lowest cost wins.", rich_help_panel=ALGO),
+]
+SeedOpt = Annotated[int, typer.Option("--seed", help="Seed for k-means++ and sampling.", rich_help_panel=ALGO)]
+MinClusterSizeOpt = Annotated[
+    int,
+    typer.Option("--min-cluster-size", min=2, metavar="N", help="hdbscan: smallest cluster.", rich_help_panel=ALGO),
+]
+ThresholdOpt = Annotated[
+    float,
+    typer.Option(
+        "--threshold", min=-1.0, max=1.0, help="threshold: cosine that joins a community.", rich_help_panel=ALGO
+    ),
+]
+MinSizeOpt = Annotated[
+    int, typer.Option("--min-size", min=1, metavar="N", help="threshold: smallest community.", rich_help_panel=ALGO)
+]
+SummaryOpt = Annotated[
+    Optional[str],
+    o.optional(
+        "--summary",
+        metavar="FILE",
+        help="Write one JSONL line per cluster: size, representative members, keywords, label.",
+        panel=o.IO,
+    ),
+]
+OutputFieldOpt = Annotated[
+    str,
+    typer.Option(
+        "--output-field",
+        metavar="NAME",
+        help="Field for the cluster id (NAME_similarity holds the cosine to its centre).",
+        rich_help_panel=o.IO,
+    ),
+]
+
+
 def cluster(
     input: o.InputArg = None,
     output: o.Output = None,
-    algo: Annotated[
-        Algo,
-        typer.Option(
-            "--algo",
-            help="kmeans (spherical), hdbscan (density, -1 = noise), threshold (communities).",
-            rich_help_panel=ALGO,
-        ),
-    ] = Algo.kmeans,
-    k: Annotated[
-        str,
-        typer.Option(
-            "--k",
-            metavar="N|auto",
-            help="kmeans: number of clusters, or auto (best silhouette in --k-range).",
-            rich_help_panel=ALGO,
-        ),
-    ] = "8",
-    k_range: Annotated[
-        str, typer.Option("--k-range", metavar="MIN:MAX", help="--k auto: the range tried.", rich_help_panel=ALGO)
-    ] = "2:20",
-    n_init: Annotated[
-        int,
-        typer.Option(
-            "--n-init", min=1, metavar="N", help="kmeans: restarts; the lowest cost wins.", rich_help_panel=ALGO
-        ),
-    ] = 4,
-    seed: Annotated[int, typer.Option("--seed", help="Seed for k-means++ and sampling.", rich_help_panel=ALGO)] = 0,
-    min_cluster_size: Annotated[
-        int,
-        typer.Option("--min-cluster-size", min=2, metavar="N", help="hdbscan: smallest cluster.", rich_help_panel=ALGO),
-    ] = 5,
-    threshold: Annotated[
-        float,
-        typer.Option(
-            "--threshold", min=-1.0, max=1.0, help="threshold: cosine that joins a community.", rich_help_panel=ALGO
-        ),
-    ] = 0.75,
-    min_size: Annotated[
-        int, typer.Option("--min-size", min=1, metavar="N", help="threshold: smallest community.", rich_help_panel=ALGO)
-    ] = 10,
-    summary: Annotated[
-        Optional[str],
-        typer.Option(
-            "--summary",
-            metavar="FILE",
-            help="Write one JSONL line per cluster: size, representative members, keywords, label.",
-            show_default=False,
-            rich_help_panel=o.IO,
-        ),
-    ] = None,
-    output_field: Annotated[
-        str,
-        typer.Option(
-            "--output-field",
-            metavar="NAME",
-            help="Field for the cluster id (NAME_similarity holds the cosine to its centre).",
-            rich_help_panel=o.IO,
-        ),
-    ] = "cluster",
+    algo: AlgoOpt = Algo.kmeans,
+    k: KOpt = "8",
+    k_range: KRangeOpt = "2:20",
+    n_init: NInitOpt = 4,
+    seed: SeedOpt = 0,
+    min_cluster_size: MinClusterSizeOpt = 5,
+    threshold: ThresholdOpt = 0.75,
+    min_size: MinSizeOpt = 10,
+    summary: SummaryOpt = None,
+    output_field: OutputFieldOpt = "cluster",
     overwrite: o.Overwrite = False,
     eval_field: EvalField = None,
     eval_out: EvalOut = None,

@@ -21,12 +21,7 @@ class Scheme(str, Enum):
     ubinary = "ubinary"
 
 
-def _file(flag: str, help: str) -> typer.models.OptionInfo:
-    """A FILE option of this panel, with no default shown."""
-    return typer.Option(flag, metavar="FILE", help=help, show_default=False, rich_help_panel=QUANT)
-
-
-To = Annotated[Optional[Scheme], typer.Option("--to", help="Target scheme.", show_default=False, rich_help_panel=QUANT)]
+To = Annotated[Optional[Scheme], o.optional("--to", help="Target scheme.", panel=QUANT)]
 Bits = Annotated[
     int,
     typer.Option(
@@ -49,7 +44,10 @@ Dims = Annotated[
         rich_help_panel=QUANT,
     ),
 ]
-Calibration = Annotated[Optional[str], _file("--calibration", "Fit ranges/scales on these vectors (JSONL or NPY).")]
+Calibration = Annotated[
+    Optional[str],
+    o.optional("--calibration", metavar="FILE", help="Fit ranges/scales on these vectors (JSONL or NPY).", panel=QUANT),
+]
 CalibrationRows = Annotated[
     int,
     typer.Option(
@@ -61,10 +59,22 @@ CalibrationRows = Annotated[
     ),
 ]
 Ranges = Annotated[
-    Optional[str], _file("--ranges", "Reuse ranges/scales saved by --save-ranges (same codes as the corpus run).")
+    Optional[str],
+    o.optional(
+        "--ranges",
+        metavar="FILE",
+        help="Reuse ranges/scales saved by --save-ranges (same codes as the corpus run).",
+        panel=QUANT,
+    ),
 ]
 SaveRanges = Annotated[
-    Optional[str], _file("--save-ranges", "Write the fitted ranges/scales, to code queries the same way later.")
+    Optional[str],
+    o.optional(
+        "--save-ranges",
+        metavar="FILE",
+        help="Write the fitted ranges/scales, to code queries the same way later.",
+        panel=QUANT,
+    ),
 ]
 Report = Annotated[
     bool,
