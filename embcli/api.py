@@ -473,10 +473,7 @@ def classify(
     from embcli.analysis import classify as core
 
     x = _matrix(vectors)
-    if sum(m is not None for m in (labels, train, head)) != 1:
-        raise UsageError("give exactly one of --labels/--labels-file (zero-shot), --train FILE or --head-file FILE")
-    if refine and labels is None:
-        raise UsageError("--refine is for zero-shot labels")
+    core.check_mode(labels is not None, train is not None, head is not None, refine)
     if labels is not None:
         specs = [s if isinstance(s, core.LabelSpec) else core.LabelSpec(str(s)) for s in labels]
         clf = core.zero_shot_head(specs, template, model=model, provenance=provenance)

@@ -77,8 +77,8 @@ def test_zero_shot_classify_matches_the_cli(docs):
     got = embcli.classify(x, labels=specs, provenance=prov)
     assert [rec["label"] for rec in r.records()] == got.labels
     assert [rec["score"] for rec in r.records()] == [round(float(s), 6) for s in got.scores]
-    cli_all = np.array([[rec["scores"][c] for c in got.classes] for rec in r.records()])
-    np.testing.assert_array_equal(cli_all, np.round(got.all_scores, 6))
+    api_all = [{c: round(float(s), 6) for c, s in zip(got.classes, row, strict=True)} for row in got.all_scores]
+    assert [rec["scores"] for rec in r.records()] == api_all
     refined = cli("classify", str(docs / "all.jsonl"), "--labels", "math,socket,turtle,logging", "--refine")
     got = embcli.classify(x, labels=["math", "socket", "turtle", "logging"], refine=True, provenance=prov)
     assert [rec["label"] for rec in refined.records()] == got.labels

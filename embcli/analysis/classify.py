@@ -8,6 +8,7 @@ was fitted on, so it refuses vectors from another model.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -296,3 +297,25 @@ def metrics(gold: list, predicted: list[str | None], labels: list[str]) -> dict:
         "macro_f1": float(f1_score(gold, pred, average="macro", zero_division=0)),
         "confusion": confusion_table(gold, predicted, labels),
     }
+
+
+def check_mode(zero_shot: bool, train: bool, head: bool, refine: bool) -> None:
+    """Exactly one way to get a head: zero-shot labels, training records, or a saved head."""
+    if zero_shot + train + head != 1:
+        raise UsageError("give exactly one of --labels/--labels-file (zero-shot), --train FILE or --head-file FILE")
+    if refine and not zero_shot:
+        raise UsageError("--refine is for zero-shot labels")
+
+
+def label_chunks(
+    head: Head, chunks: Iterable[list[tuple]], provenance: dict | None, options: LabelOptions
+) -> Iterator[tuple[list[dict], Predictions]]:
+    """Label (record or None, vector) chunks as they come: NPY rows become {"row": i}."""
+    n = 0
+    for chunk in chunks:
+        if not chunk:
+            continue
+        x = np.vstack([v for _, v in chunk])
+        records = [r.data if r is not None else {"row": n + i} for i, (r, _) in enumerate(chunk)]
+        yield records, label_records(head, records, x, provenance, options)
+        n += len(records)

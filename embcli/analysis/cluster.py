@@ -277,6 +277,7 @@ def summary(records: list[dict], result: Clustering, text_field: str = "text", t
         lines.append(line)
     return lines
 
+
 _WORD = re.compile(r"[A-Za-z][A-Za-z0-9_+-]{2,}")
 
 

@@ -170,18 +170,9 @@ def classify(
 
     from embcli.analysis import classify as core
     from embcli.analysis.records import gold_labels
-    from embcli.errors import UsageError
     from embcli.io.streams import BadRecords, JsonlWriter, Source, iter_embedded, output_stream
 
-    modes = [
-        m
-        for m, on in (("--labels/--labels-file", labels or labels_file), ("--train", train), ("--head-file", head_file))
-        if on
-    ]
-    if len(modes) != 1:
-        raise UsageError("give exactly one of --labels/--labels-file (zero-shot), --train FILE or --head-file FILE")
-    if refine and not (labels or labels_file):
-        raise UsageError("--refine is for zero-shot labels")
+    core.check_mode(bool(labels or labels_file), bool(train), bool(head_file), refine)
     options = core.LabelOptions(threshold, all_scores, output_field, score_field, scores_field, overwrite)
     bad = BadRecords(skip=on_error is o.OnError.skip)
 
@@ -209,12 +200,8 @@ def classify(
             clf.save(save_head)
         writer = JsonlWriter(out)
         gold, predicted, n = [], [], 0
-        for chunk in rest:
-            if not chunk:
-                continue
-            x = np.vstack([v for _, v in chunk])
-            records = [r.data if r is not None else {"row": n + i} for i, (r, _) in enumerate(chunk)]
-            predicted += core.label_records(clf, records, x, provenance, options).labels
+        for records, pred in core.label_chunks(clf, rest, provenance, options):
+            predicted += pred.labels
             if eval_field:
                 gold += gold_labels(records, eval_field)
             writer.write_many(records)
