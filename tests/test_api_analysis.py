@@ -51,6 +51,14 @@ def docs(tmp_path_factory) -> Path:
     return d
 
 
+def _npy_stream(data: bytes) -> np.ndarray:
+    """Back-to-back NPY arrays, as the CLI writes them onto a pipe, as one array."""
+    f, parts = io.BytesIO(data), []
+    while f.tell() < len(data):
+        parts.append(np.load(f))
+    return np.concatenate(parts)
+
+
 def _read(path: Path) -> tuple[list[dict], np.ndarray]:
     return embcli.read_vectors(str(path))
 
@@ -154,7 +162,7 @@ def test_quantize_matches_the_cli(docs, tmp_path):
     for args, kwargs in cases:
         r = cli("quantize", "--format", "npy", str(docs / "all.jsonl"), *args)
         assert r.code == 0, r.err
-        np.testing.assert_array_equal(np.load(io.BytesIO(r.out)), embcli.quantize(x, **kwargs).codes)
+        np.testing.assert_array_equal(_npy_stream(r.out), embcli.quantize(x, **kwargs).codes)
     # Ranges saved by the CLI code API vectors alike, and the records say how.
     r = cli("quantize", "--to", "int8", "--save-ranges", str(tmp_path / "r.json"), str(docs / "all.jsonl"))
     got = embcli.quantize(x[:1], ranges=tmp_path / "r.json")
