@@ -5,6 +5,8 @@
     vecs = enc.embed(["first text", "second"])      # float32 (n, 384), input order
     idx = embcli.Index.build("docs.idx", enc.embed_records(records))
     hits = embcli.Index.open("docs.idx").search(["query text"], k=5, where="lang = 'en'")
+    records, x = embcli.read_vectors("docs.jsonl")  # embedded records: analyses as the commands run them
+    embcli.cluster(x, k=8).labels, embcli.detect_anomalies(x).flags, embcli.diff(x[:500], x[500:]).verdict
 
 Names are imported on first use, so ``import embcli`` (and ``embcli --help``)
 loads neither onnxruntime, tokenizers nor usearch.
@@ -24,6 +26,15 @@ _EXPORTS = {
     "read_records": "embcli.api",
     "read_vectors": "embcli.api",
     "write_records": "embcli.api",
+    "cluster": "embcli.api",
+    "classify": "embcli.api",
+    "detect_anomalies": "embcli.api",
+    "diff": "embcli.api",
+    "quantize": "embcli.api",
+    "Clusters": "embcli.api",
+    "Classification": "embcli.api",
+    "Anomalies": "embcli.api",
+    "Quantized": "embcli.api",
     "Hit": "embcli.search.query",
     "Env": "embcli.env",
     "using": "embcli.env",
@@ -39,6 +50,15 @@ __all__ = [  # noqa: RUF022 - grouped as in _EXPORTS
     "read_records",
     "read_vectors",
     "write_records",
+    "cluster",
+    "classify",
+    "detect_anomalies",
+    "diff",
+    "quantize",
+    "Clusters",
+    "Classification",
+    "Anomalies",
+    "Quantized",
     "Hit",
     "Env",
     "using",
@@ -49,7 +69,22 @@ __all__ = [  # noqa: RUF022 - grouped as in _EXPORTS
 ]
 
 if TYPE_CHECKING:
-    from embcli.api import Encoder, Index, read_records, read_vectors, write_records
+    from embcli.api import (
+        Anomalies,
+        Classification,
+        Clusters,
+        Encoder,
+        Index,
+        Quantized,
+        classify,
+        cluster,
+        detect_anomalies,
+        diff,
+        quantize,
+        read_records,
+        read_vectors,
+        write_records,
+    )
     from embcli.env import Env, using
     from embcli.errors import EmbcliError, IncompatibleError, InputError, UsageError
     from embcli.search.query import Hit

@@ -144,3 +144,67 @@ def contamination_threshold(scores: np.ndarray, contamination: float) -> float:
     if not 0 < contamination < 0.5:
         raise UsageError("--contamination must be between 0 and 0.5")
     return float(np.quantile(scores, 1 - contamination))
+
+
+# --------------------------------------------------------------------------- outlier and novelty runs
+
+
+@dataclass
+class AnomalyOptions:
+    """How records are scored and flagged (the ``detect-anomalies`` command's detector flags)."""
+
+    method: str = "knn"
+    k: int = 10
+    aggregate: str = "mean"
+    seed: int = 0
+    contamination: float | None = None  # flag the top share; default 0.01 (of the input, or of the reference)
+    threshold: float | None = None  # flag scores above this instead
+
+    def __post_init__(self) -> None:
+        if self.contamination is not None and self.threshold is not None:
+            raise UsageError("give --contamination or --threshold, not both")
+
+    def detector(self, provenance: dict | None = None) -> Detector:
+        return Detector(self.method, self.k, self.aggregate, self.seed, provenance=provenance)
+
+
+def flag_level(det: Detector, scores: np.ndarray, options: AnomalyOptions) -> float:
+    """The score above which a record is flagged: --threshold, a saved detector's, or the contamination share's."""
+    if options.threshold is not None:
+        return options.threshold
+    if options.contamination is None and det.threshold is not None:
+        return det.threshold
+    return contamination_threshold(scores, options.contamination if options.contamination is not None else 0.01)
+
+
+def fit_reference(x: np.ndarray, options: AnomalyOptions, provenance: dict | None = None) -> Detector:
+    """Novelty mode: a detector fitted on normal vectors, its flag level set from their own outlier scores."""
+    det = options.detector(provenance).fit(x)
+    det.threshold = flag_level(det, det.score(), options)
+    return det
+
+
+def score_outliers(
+    x: np.ndarray, options: AnomalyOptions, provenance: dict | None = None
+) -> tuple[Detector, np.ndarray, float]:
+    """Outlier mode: each vector against all the others; (detector, scores, flag level)."""
+    det = options.detector(provenance).fit(x)
+    scores = det.score()
+    det.threshold = flag_level(det, scores, options)
+    return det, scores, det.threshold
+
+
+def mark(records: list[dict], scores: np.ndarray, level: float, score_field: str, flag_field: str) -> None:
+    """The score and the flag (score above ``level``) of each record."""
+    for rec, s in zip(records, scores, strict=True):
+        rec[score_field], rec[flag_field] = round(float(s), 6), bool(s > level)
+
+
+def metrics(gold: list, scores: list[float]) -> dict | None:
+    """AUROC and AUPRC against gold flags (``--eval``); None when the gold labels are all one class."""
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    truth = [1 if g in (1, True, "1", "true", "yes") else 0 for g in gold]
+    if len(set(truth)) < 2:
+        return None
+    return {"auroc": float(roc_auc_score(truth, scores)), "auprc": float(average_precision_score(truth, scores))}

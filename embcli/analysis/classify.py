@@ -8,6 +8,7 @@ was fitted on, so it refuses vectors from another model.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -189,3 +190,164 @@ def confusion_table(gold: list[str], pred: list[str | None], labels: list[str]) 
     for i, name in enumerate(names):
         lines.append(name.ljust(first) + "".join(str(v).rjust(width + 1) for v in m[i]))
     return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- heads from options and files
+
+
+def parse_labels(names: str) -> list[LabelSpec]:
+    """Comma-separated label names (``--labels``)."""
+    return [LabelSpec(s.strip()) for s in names.split(",") if s.strip()]
+
+
+def read_labels(path: str) -> list[LabelSpec]:
+    """``--labels-file``: one label per line, or JSONL {"label", "description", "keywords"}."""
+    import orjson
+
+    try:
+        with open(path, encoding="utf-8") as f:
+            lines = [line.strip() for line in f if line.strip()]
+    except OSError as e:
+        raise UsageError(f"cannot read labels: {e.strerror}, {path}") from None
+    specs = []
+    for i, line in enumerate(lines, start=1):
+        if line.startswith("{"):
+            try:
+                d = orjson.loads(line)
+                specs.append(
+                    LabelSpec(
+                        str(d["label"]), str(d.get("description") or ""), [str(w) for w in d.get("keywords") or []]
+                    )
+                )
+            except (orjson.JSONDecodeError, KeyError, TypeError):
+                raise InputError(f"label record without a 'label', {path} line {i}") from None
+        else:
+            specs.append(LabelSpec(line))
+    if not specs:
+        raise InputError(f"no labels in {path}")
+    return specs
+
+
+def zero_shot_head(
+    specs: list[LabelSpec], template: str, *, model: str | None = None, provenance: dict | None = None
+) -> Head:
+    """Label vectors embedded the way the records were (their ``provenance``), else with ``model``."""
+    from embcli.runtime.encoder import Encoder, encoder_from_provenance
+    from embcli.store.models import resolve_model
+
+    if "{label}" not in template:
+        raise UsageError("--template must contain {label}")
+    if provenance is not None:
+        encoder = encoder_from_provenance(provenance)
+    else:
+        encoder = Encoder(resolve_model(model))
+        provenance = None if model is None else encoder.provenance()
+    return zero_shot(specs, template, encoder.encode, provenance)
+
+
+def fit_records(
+    pairs: list[tuple], where: str, *, label_field: str, kind: str, k: int, seed: int, model_field: str
+) -> Head:
+    """A supervised head fitted on embedded records (``--train``): (record, vector) pairs from ``where``."""
+    if any(r.npy for r, _ in pairs):
+        raise InputError(f"--train needs JSONL records with a {label_field!r} field, not NPY, {where}")
+    missing = [i + 1 for i, (r, _) in enumerate(pairs) if r.data.get(label_field) is None]
+    if missing:
+        raise InputError(
+            f"--train record {missing[0]} has no {label_field!r} label, {where}", hint="name it with --label-field"
+        )
+    provs = {str(r.data.get(model_field)) for r, _ in pairs}
+    if len(provs) > 1:
+        raise InputError(f"--train mixes vectors from several models or options, {where}")
+    prov = pairs[0][0].data.get(model_field) if pairs else None
+    x = np.vstack([v for _, v in pairs]) if pairs else np.zeros((0, 0), np.float32)
+    return fit(kind, x, [r.data[label_field] for r, _ in pairs], k=k, seed=seed, provenance=prov)
+
+
+# --------------------------------------------------------------------------- applying a head
+
+
+@dataclass
+class LabelOptions:
+    """How predictions become record fields (the ``classify`` command's output flags)."""
+
+    threshold: float | None = None  # below this score the label is None
+    all_scores: bool = False
+    output_field: str = "label"
+    score_field: str = "score"
+    scores_field: str = "scores"
+    overwrite: bool = False
+
+    @property
+    def fields(self) -> list[str]:
+        return [self.output_field, self.score_field] + ([self.scores_field] if self.all_scores else [])
+
+
+@dataclass
+class Predictions:
+    """A head's answer for n vectors: the label (None below the threshold), its score, and every score."""
+
+    labels: list[str | None]
+    scores: np.ndarray  # (n,) the best label's score
+    all_scores: np.ndarray  # (n, len(classes))
+    classes: list[str]
+
+
+def predict(head: Head, x: np.ndarray, threshold: float | None = None) -> Predictions:
+    scores = head.scores(x)
+    best = scores.argmax(axis=1)
+    top = scores[np.arange(len(scores)), best]
+    labels = [
+        head.labels[b] if threshold is None or float(s) >= threshold else None for b, s in zip(best, top, strict=True)
+    ]
+    return Predictions(labels, top, scores, list(head.labels))
+
+
+def label_records(
+    head: Head, records: list[dict], x: np.ndarray, provenance: dict | None, options: LabelOptions
+) -> Predictions:
+    """Check the vectors against the head, predict, and add the result fields to the records."""
+    from embcli.analysis.records import check_free
+
+    check_free(records, options.fields, options.overwrite, rename="--output-field/--score-field/--scores-field")
+    head.check(x.shape[1], provenance)
+    pred = predict(head, x, options.threshold)
+    for i, rec in enumerate(records):
+        rec[options.output_field], rec[options.score_field] = pred.labels[i], round(float(pred.scores[i]), 6)
+        if options.all_scores:
+            row = pred.all_scores[i]
+            rec[options.scores_field] = {name: round(float(s), 6) for name, s in zip(head.labels, row, strict=True)}
+    return pred
+
+
+def metrics(gold: list, predicted: list[str | None], labels: list[str]) -> dict:
+    """Accuracy, macro F1 and the confusion table against gold labels (``classify --eval``)."""
+    from sklearn.metrics import accuracy_score, f1_score
+
+    gold = [str(g) for g in gold]
+    pred = [p if p is not None else "(none)" for p in predicted]
+    return {
+        "accuracy": float(accuracy_score(gold, pred)),
+        "macro_f1": float(f1_score(gold, pred, average="macro", zero_division=0)),
+        "confusion": confusion_table(gold, predicted, labels),
+    }
+
+
+def check_mode(zero_shot: bool, train: bool, head: bool, refine: bool) -> None:
+    """Exactly one way to get a head: zero-shot labels, training records, or a saved head."""
+    if zero_shot + train + head != 1:
+        raise UsageError("give exactly one of --labels/--labels-file (zero-shot), --train FILE or --head-file FILE")
+    if refine and not zero_shot:
+        raise UsageError("--refine is for zero-shot labels")
+
+
+def label_chunks(
+    head: Head, chunks: Iterable[list[tuple]], provenance: dict | None, options: LabelOptions
+) -> Iterator[tuple[list[dict], Predictions]]:
+    """Label (record, vector) chunks as they come: NPY rows become {"row": i}."""
+    for chunk in chunks:
+        if not chunk:
+            continue
+        x = np.vstack([v for _, v in chunk])
+        records = [r.fields() for r, _ in chunk]
+        yield records, label_records(head, records, x, provenance, options)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -17,12 +17,37 @@ from embcli.errors import InputError, UsageError
 from embcli.search import neighbors
 from embcli.search.neighbors import unit
 
+ALGOS = ("kmeans", "hdbscan", "threshold")
+
+
+@dataclass
+class ClusterOptions:
+    """How to cluster (the ``cluster`` command's clustering flags)."""
+
+    algo: str = "kmeans"  # kmeans (spherical), hdbscan (density, -1 = noise), threshold (communities)
+    k: int | str = 8  # kmeans: clusters, or "auto" (best silhouette in k_range)
+    k_range: tuple[int, int] = (2, 20)
+    n_init: int = 4
+    seed: int = 0
+    min_cluster_size: int = 5  # hdbscan
+    threshold: float = 0.75  # threshold: cosine that joins a community
+    min_size: int = 10  # threshold: smallest community
+
 
 @dataclass
 class Clustering:
     labels: np.ndarray  # (n,) cluster per row, -1 = noise
     centres: np.ndarray  # (n_clusters, d) unit vectors
     note: str = ""  # what was chosen and why (k auto)
+    sims: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))  # each row's cosine to its centre
+
+    @property
+    def n_clusters(self) -> int:
+        return int(self.labels.max()) + 1 if len(self.labels) else 0
+
+    @property
+    def noise(self) -> int:
+        return int((self.labels < 0).sum())
 
     def similarity(self, x: np.ndarray) -> np.ndarray:
         """Each row's cosine to its cluster's centre (NaN for noise)."""
@@ -64,7 +89,9 @@ def _in_canonical_order(x: np.ndarray, run) -> Clustering:
     labels = _renumber(labels)
     out = np.empty_like(labels)
     out[order] = labels
-    return Clustering(out, _centres(x, out), note)
+    result = Clustering(out, _centres(x, out), note)
+    result.sims = result.similarity(x)
+    return result
 
 
 # --------------------------------------------------------------------------- k-means
@@ -184,7 +211,72 @@ def communities(x: np.ndarray, *, threshold: float = 0.75, min_size: int = 10, m
     return _in_canonical_order(x, run)
 
 
+def cluster(x: np.ndarray, options: ClusterOptions) -> Clustering:
+    """Cluster the rows of x as ``options`` say (what ``embcli cluster`` and ``embcli.cluster`` run)."""
+    if options.algo == "kmeans":
+        if options.k == "auto":
+            lo, hi = options.k_range
+            return kmeans_auto(x, lo, hi, n_init=options.n_init, seed=options.seed)
+        if isinstance(options.k, str):
+            raise UsageError(f"--k: expected a number or auto, got {options.k!r}")
+        return kmeans(x, int(options.k), n_init=options.n_init, seed=options.seed)
+    if options.algo == "hdbscan":
+        return hdbscan(x, min_cluster_size=options.min_cluster_size)
+    if options.algo == "threshold":
+        return communities(x, threshold=options.threshold, min_size=options.min_size)
+    raise UsageError(f"unknown algorithm {options.algo!r}; choose from {', '.join(ALGOS)}")
+
+
+def annotate(records: list[dict], result: Clustering, output_field: str) -> None:
+    """Each record's cluster id in ``output_field`` and its cosine to the centre in ``output_field``_similarity."""
+    sim_field = f"{output_field}_similarity"
+    for rec, label, sim in zip(records, result.labels, result.sims, strict=True):
+        rec[output_field] = int(label)
+        rec[sim_field] = None if label < 0 else round(float(sim), 6)
+
+
+def metrics(gold: list, labels: np.ndarray) -> dict:
+    """Agreement of the clusters with gold labels (``cluster --eval``)."""
+    from sklearn import metrics as m
+
+    gold = [str(g) for g in gold]
+    return {
+        "v_measure": float(m.v_measure_score(gold, labels)),
+        "adjusted_rand": float(m.adjusted_rand_score(gold, labels)),
+        "nmi": float(m.normalized_mutual_info_score(gold, labels)),
+        "clusters": int(labels.max()) + 1,
+    }
+
+
 # --------------------------------------------------------------------------- summaries
+
+
+def summary(records: list[dict], result: Clustering, text_field: str = "text", top: int = 5) -> list[dict]:
+    """One line per cluster: its size, the ``top`` members nearest its centre, keywords and a label."""
+    members: dict[int, list[int]] = {}
+    for i, label in enumerate(result.labels):
+        if label >= 0:
+            members.setdefault(int(label), []).append(i)
+    texts = {
+        c: [records[i][text_field] for i in idx if isinstance(records[i].get(text_field), str)]
+        for c, idx in members.items()
+    }
+    words = keywords(texts) if any(texts.values()) else {}
+    lines = []
+    for c in sorted(members):
+        idx = np.array(members[c])
+        best = idx[np.argsort(-result.sims[idx], kind="stable")[:top]]
+        reps = [
+            {f: records[i][f] for f in ("id", "row", text_field) if f in records[i]}
+            | {"similarity": round(float(result.sims[i]), 6)}
+            for i in best
+        ]
+        line = {"cluster": c, "size": len(idx), "representatives": reps}
+        if words.get(c):
+            line |= {"keywords": words[c], "label": " ".join(words[c][:3])}
+        lines.append(line)
+    return lines
+
 
 _WORD = re.compile(r"[A-Za-z][A-Za-z0-9_+-]{2,}")
 

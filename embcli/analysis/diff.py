@@ -199,3 +199,92 @@ def compare_aligned(a: np.ndarray, b: np.ndarray, ids: list, *, k: int = 10, top
     order = np.argsort(overlap, kind="stable")[:top]
     report["most_changed"] = [{"id": ids[i], "overlap": float(overlap[i])} for i in order]
     return report
+
+
+# --------------------------------------------------------------------------- the whole comparison
+
+
+@dataclass
+class DiffOptions:
+    """What ``diff`` tests and lists (the command's test flags)."""
+
+    by: str | None = None  # aligned mode: match items by this field
+    alpha: float = 0.05
+    kernel: str = "rbf"
+    permutations: int = 200
+    max_samples: int = 2000
+    seed: int = 0
+    k: int = 10  # aligned mode: neighbours compared per item
+    min_overlap: float = 0.8  # aligned mode: mean Jaccard@k below this is a difference
+    top: int = 10  # items least like the other side (most changed ids in aligned mode)
+    text_field: str = "text"
+
+
+@dataclass
+class DiffResult:
+    """The report (as ``diff`` prints it), whether A and B differ, and the listed items (as ``--items`` writes)."""
+
+    report: dict
+    different: bool
+    items: list[dict]
+
+    @property
+    def verdict(self) -> str:
+        return self.report["verdict"]
+
+
+def read_side(path: str | None, vector_field: str, bad) -> tuple[np.ndarray, list[dict]]:
+    """One side's vectors and records (NPY rows become {"row": i}); one width per input."""
+    from embcli.io.streams import Source, iter_embedded
+
+    with Source(path) as src:
+        pairs = list(iter_embedded(src, vector_field, bad))
+    recs = [rec.fields() for rec, _ in pairs]
+    width = {len(v) for _, v in pairs}
+    if len(width) > 1:
+        raise InputError(f"vectors of different widths {sorted(width)} in one input, {path}")
+    return (np.vstack([v for _, v in pairs]) if pairs else np.zeros((0, 0), np.float32)), recs
+
+
+def compare(
+    xa: np.ndarray, ra: list[dict], xb: np.ndarray, rb: list[dict], options: DiffOptions, *, list_items: bool = True
+) -> DiffResult:
+    """Corpus mode, or aligned mode with ``options.by``; ``list_items`` puts the listed items in the report too."""
+    if not len(xa) and not len(xb):
+        report = {"mode": "aligned" if options.by else "corpus", "verdict": "same", "n_a": 0, "n_b": 0}
+        return DiffResult(report, False, [])
+    if options.by:
+        return _aligned(xa, ra, xb, rb, options)
+    o = options
+    if min(len(xa), len(xb)) >= 5 and xa.shape[1] != xb.shape[1]:
+        raise InputError(
+            f"A has {xa.shape[1]} dimensions and B {xb.shape[1]}: corpus mode compares one embedding space",
+            hint="to compare two models on the same items, use --by id",
+        )
+    result = compare_corpora(
+        xa, xb, alpha=o.alpha, kernel=o.kernel, permutations=o.permutations, max_samples=o.max_samples, seed=o.seed
+    )
+
+    def brief(rec: dict, extra: dict) -> dict:
+        return {**{f: rec[f] for f in ("id", "row", o.text_field) if f in rec}, **extra}
+
+    new = [brief(rb[i], {"side": "B", "kind": "new", "depth_in_a": d}) for i, d in outliers(xb, xa, o.top)]
+    gone = [brief(ra[i], {"side": "A", "kind": "gone", "depth_in_b": d}) for i, d in outliers(xa, xb, o.top)]
+    if o.top and list_items:
+        result.report["least_like_a"], result.report["least_like_b"] = new, gone
+    return DiffResult(result.report, result.different, new + gone)
+
+
+def _aligned(xa: np.ndarray, ra: list[dict], xb: np.ndarray, rb: list[dict], options: DiffOptions) -> DiffResult:
+    by = options.by
+    ia = {r.get(by): i for i, r in enumerate(ra) if r.get(by) is not None}
+    ib = {r.get(by): i for i, r in enumerate(rb) if r.get(by) is not None}
+    shared = [key for key in ia if key in ib]
+    if not shared:
+        raise InputError(f"A and B share no {by!r} values", hint="aligned mode matches items by --by FIELD")
+    a, b = xa[[ia[s] for s in shared]], xb[[ib[s] for s in shared]]
+    report = compare_aligned(a, b, shared, k=options.k, top=options.top)
+    report.update(only_in_a=len(ia) - len(shared), only_in_b=len(ib) - len(shared))
+    different = report["mean_overlap"] < options.min_overlap
+    report["verdict"] = "different" if different else "same"
+    return DiffResult(report, different, [{"side": "both", "kind": "changed", **m} for m in report["most_changed"]])

@@ -20,12 +20,13 @@ Schemes, for float vectors ``x`` of width D:
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
 import orjson
 
-from embcli.errors import IncompatibleError, UsageError
+from embcli.errors import IncompatibleError, InputError, UsageError
 
 SCHEMES = ("f16", "int8", "uint8", "binary", "ubinary")
 FORMAT = "embcli-quantizer"
@@ -258,3 +259,146 @@ def report_rows(x: np.ndarray, *, k: int, n_queries: int, seed: int, dims: list[
         q = Quantizer("binary", d).fit(xd)
         measure(f"binary {d}d", q.bytes_per_vector, coded(q, xd, symmetric=True), rescore=(4,))
     return rows
+
+
+# --------------------------------------------------------------------------- streaming codes
+
+CHUNK = 4096  # rows coded at a time once the quantizer is ready
+
+
+@dataclass
+class QuantizeOptions:
+    """How vectors become codes (the ``quantize`` command's coding flags)."""
+
+    to: str | None = None  # the scheme; None takes it from ``ranges``
+    bits: int = 1
+    dims: int | None = None  # Matryoshka: keep the first N dimensions, renormalized
+    calibration: str | np.ndarray | None = None  # a file of vectors (JSONL or NPY), or the vectors
+    calibration_rows: int = 10_000  # else: fit on the first N rows of the input
+    ranges: str | Quantizer | None = None  # a --save-ranges file, or a fitted quantizer: fixed codes
+    vector_field: str = "embedding"
+    model_field: str = "embedding_model"
+    quant_field: str = "quantization"  # '' leaves the field out of the records
+
+
+class CodeStream:
+    """Codes for a stream of (record or None, vector) pairs, in input order and in chunks.
+
+    The quantizer comes from ``ranges``, else is fitted on ``calibration``, else
+    on the first ``calibration_rows`` rows of the input, so memory stays bounded
+    whatever the input size. ``on_ready`` sees the quantizer once, before any
+    codes are yielded (to save its ranges, or say what it codes to).
+    """
+
+    def __init__(self, options: QuantizeOptions, on_ready: Callable[[Quantizer], None] | None = None) -> None:
+        if options.to is None and options.ranges is None:
+            raise UsageError("give the target scheme with --to (f16, int8, uint8, binary, ubinary), or --ranges FILE")
+        self.options = options
+        self.on_ready = on_ready
+        self.fixed = _fixed_quantizer(options)
+        self.quantizer: Quantizer | None = None
+        self._first: int | None = None
+
+    @property
+    def first_chunk(self) -> int:
+        """Rows to read before coding starts: the calibration sample when the input calibrates itself."""
+        if self._first is None:  # found on the first row: empty input is no error, whatever the options
+            o = self.options
+            self_calibrating = self.fixed is None and o.calibration is None and Quantizer(o.to, 1, o.bits).needs_fit
+            self._first = o.calibration_rows if self_calibrating else CHUNK
+        return self._first
+
+    def truncate(self, x: np.ndarray) -> np.ndarray:
+        dims = self.options.dims
+        if dims is None:
+            return x
+        if dims > x.shape[1]:
+            raise UsageError(f"--dims {dims} is more than the vectors' {x.shape[1]} dimensions")
+        x = x[:, :dims]
+        return x / np.clip(np.linalg.norm(x, axis=1, keepdims=True), 1e-12, None)
+
+    def chunks(self, pairs: Iterable[tuple], records: bool = True) -> Iterator[tuple[list[dict] | None, np.ndarray]]:
+        """(annotated records, codes) per chunk; records is None when ``records`` is False (NPY output)."""
+        pending: list[tuple] = []
+        for item in pairs:
+            pending.append(item)
+            if len(pending) >= (self.first_chunk if self.quantizer is None else CHUNK):
+                yield self._code(pending, records)
+                pending = []
+        if pending:
+            yield self._code(pending, records)
+
+    def _code(self, pending: list[tuple], records: bool) -> tuple[list[dict] | None, np.ndarray]:
+        x = self.truncate(np.vstack([v for _, v in pending]))
+        if self.quantizer is None:  # the first rows calibrate when nothing else was given
+            self.quantizer = self._make(x)
+            if self.on_ready is not None:
+                self.on_ready(self.quantizer)
+        codes = self.quantizer.encode(x)
+        return (self.annotate([r for r, _ in pending], codes) if records else None), codes
+
+    def annotate(self, recs: list, codes: np.ndarray) -> list[dict]:
+        """Records whose vector became its codes, with the quantization field and the model's new dims."""
+        o, meta = self.options, self.quantizer.describe()
+        out = []
+        for rec, code in zip(recs, codes, strict=True):
+            data = dict(rec.data)  # an NPY row has none
+            data[o.vector_field] = code
+            if o.quant_field:
+                data[o.quant_field] = meta
+            if o.dims and o.model_field and isinstance(data.get(o.model_field), dict):
+                data[o.model_field] = {**data[o.model_field], "dims": o.dims}  # as `embed --dims` records it
+            out.append(data)
+        return out
+
+    def _make(self, first: np.ndarray) -> Quantizer:
+        width = first.shape[1]
+        if self.fixed is not None:
+            if self.fixed.dims != width:
+                raise UsageError(f"--ranges is for {self.fixed.dims} dimensions, the vectors have {width}")
+            return self.fixed
+        o = self.options
+        q = Quantizer(o.to, width, o.bits)
+        if q.needs_fit:
+            calib = first if o.calibration is None else self._calibration(width)
+            q.fit(calib)
+        return q
+
+    def _calibration(self, width: int) -> np.ndarray:
+        source = self.options.calibration
+        if isinstance(source, np.ndarray):
+            rows = list(np.atleast_2d(np.asarray(source, dtype=np.float32)))
+        else:
+            from embcli.io.streams import BadRecords, Source, iter_embedded
+
+            with Source(source) as csrc:
+                rows = [v for _, v in iter_embedded(csrc, self.options.vector_field, BadRecords())]
+        return self.truncate(np.vstack(rows)) if rows else np.zeros((0, width), np.float32)
+
+
+def _fixed_quantizer(options: QuantizeOptions) -> Quantizer | None:
+    """The quantizer that ``ranges`` fixes, checked against --to/--bits when those are given too."""
+    ranges = options.ranges
+    if ranges is None:
+        return None
+    fixed = ranges if isinstance(ranges, Quantizer) else Quantizer.from_json(read_ranges(ranges), ranges)
+    if options.to is not None and (options.to, options.bits) != (fixed.scheme, fixed.bits):
+        raise UsageError(
+            f"--ranges holds {fixed.scheme} with {fixed.bits} bit(s), not --to {options.to} --bits {options.bits}"
+        )
+    return fixed
+
+
+def read_ranges(path: str) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError as e:
+        raise UsageError(f"cannot read ranges: {e.strerror}, {path}") from None
+
+
+def report_table(x: np.ndarray, *, k: int, n_queries: int, seed: int, dims: int | None) -> list[dict]:
+    """``quantize --report``: every scheme's bytes and recall@k on these vectors (at least 2·k of them)."""
+    if len(x) < 2 * k:
+        raise InputError(f"--report needs at least {2 * k} vectors, got {len(x)}")
+    return report_rows(x.astype(np.float32), k=k, n_queries=n_queries, seed=seed, dims=[dims] if dims else [256, 128])

@@ -1,5 +1,5 @@
-"""What cluster, classify and detect-anomalies share: reading a whole embedded input,
-adding result fields without clobbering, and --eval reports."""
+"""What cluster, classify and detect-anomalies share on the command line: --eval options and reports,
+and writing records (reading them and checking result fields is embcli.analysis.records)."""
 
 from __future__ import annotations
 
@@ -32,43 +32,6 @@ EvalOut = Annotated[
 ]
 
 
-def read_all(path: str | None, vector_field: str, bad) -> tuple[list[dict], np.ndarray, str]:  # noqa: F821
-    """Every record (NPY rows become {"row": i}) and the stacked vectors; checks widths."""
-    import numpy as np
-
-    from embcli.errors import InputError
-    from embcli.io.streams import Source, iter_embedded
-
-    with Source(path) as src:
-        pairs = list(iter_embedded(src, vector_field, bad))
-        name = src.name
-    records = [rec.fields() for rec, _ in pairs]
-    if not pairs:
-        return records, np.zeros((0, 0), np.float32), name
-    widths = {len(v) for _, v in pairs}
-    if len(widths) > 1:
-        raise InputError(f"vectors of different widths {sorted(widths)}, {name}")
-    return records, np.vstack([v for _, v in pairs]).astype(np.float32), name
-
-
-def check_free(records: list[dict], fields: list[str], overwrite: bool, rename: str = "--output-field") -> None:
-    """A result field the records already have is an error, unless --overwrite.
-
-    ``rename``: the command's options that name its result fields, for the hint.
-    """
-    from embcli.errors import InputError
-
-    if overwrite:
-        return
-    for i, rec in enumerate(records):
-        for f in fields:
-            if f in rec:
-                raise InputError(
-                    f"record {i + 1} already has a {f!r} field",
-                    hint=f"name the result field with {rename}, or pass --overwrite",
-                )
-
-
 def write_records(records: list[dict], output: str | None) -> None:
     from embcli.io.streams import JsonlWriter, output_stream
 
@@ -96,12 +59,3 @@ def report_eval(metrics: dict, eval_out: str | None, quiet: bool) -> None:
 
         with atomic_file(eval_out) as f:
             f.write(orjson.dumps(metrics, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY))
-
-
-def gold_labels(records: list[dict], field: str) -> list:
-    from embcli.errors import InputError
-
-    missing = sum(field not in r for r in records)
-    if missing:
-        raise InputError(f"--eval {field}: {missing} records have no {field!r} field")
-    return [r[field] for r in records]

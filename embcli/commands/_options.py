@@ -121,3 +121,8 @@ ModelField = Annotated[
 Overwrite = Annotated[
     bool, typer.Option("--overwrite", help="Replace result fields the records already have.", rich_help_panel=IO)
 ]
+
+
+def optional(*flags: str, help: str, panel: str, metavar: str | None = None) -> typer.models.OptionInfo:
+    """An option that is off unless given: no default shown."""
+    return typer.Option(*flags, metavar=metavar, help=help, show_default=False, rich_help_panel=panel)

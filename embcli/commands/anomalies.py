@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from embcli.commands import _options as o
-from embcli.commands._analysis import EvalField, EvalOut, check_free, gold_labels, read_all, report_eval
+from embcli.commands._analysis import EvalField, EvalOut, report_eval
 from embcli.commands._ui import say, warn
 
 DETECT = "Detector"
@@ -28,84 +28,80 @@ class Aggregate(str, Enum):
     max = "max"
 
 
+MethodOpt = Annotated[
+    Method,
+    typer.Option(
+        "--method",
+        help="knn (cosine distance to the k nearest), lof, iforest, ecod or mahalanobis.",
+        rich_help_panel=DETECT,
+    ),
+]
+KOpt = Annotated[int, typer.Option("-k", min=1, metavar="N", help="knn and lof: neighbours.", rich_help_panel=DETECT)]
+AggregateOpt = Annotated[
+    Aggregate,
+    typer.Option("--aggregate", help="knn: mean or largest distance to the k nearest.", rich_help_panel=DETECT),
+]
+ReferenceOpt = Annotated[
+    Optional[str],
+    o.optional(
+        "--reference",
+        metavar="FILE",
+        help="Novelty mode: fit on these normal records, then score the input (streams).",
+        panel=DETECT,
+    ),
+]
+ContaminationOpt = Annotated[
+    Optional[float],
+    o.optional(
+        "--contamination",
+        metavar="F",
+        help="Flag the top F share as anomalies (of the input, or of the reference in novelty mode). Default 0.01.",
+        panel=DETECT,
+    ),
+]
+ThresholdOpt = Annotated[
+    Optional[float],
+    o.optional("--threshold", metavar="T", help="Flag scores above T instead.", panel=DETECT),
+]
+SaveDetectorOpt = Annotated[
+    Optional[str],
+    o.optional("--save-detector", metavar="FILE", help="Keep the fitted detector for later runs.", panel=DETECT),
+]
+DetectorFileOpt = Annotated[
+    Optional[str],
+    o.optional("--detector-file", metavar="FILE", help="Score with a saved detector (streams).", panel=DETECT),
+]
+SeedOpt = Annotated[int, typer.Option("--seed", help="iforest: random state.", rich_help_panel=DETECT)]
+OnlyAnomaliesOpt = Annotated[
+    bool,
+    typer.Option("--only-anomalies", help="Pass only the flagged records down the pipe.", rich_help_panel=o.IO),
+]
+ScoreFieldOpt = Annotated[
+    str,
+    typer.Option(
+        "--score-field", metavar="NAME", help="Field for the score (higher = more anomalous).", rich_help_panel=o.IO
+    ),
+]
+FlagFieldOpt = Annotated[
+    str, typer.Option("--flag-field", metavar="NAME", help="Field for the flag.", rich_help_panel=o.IO)
+]
+
+
 def detect_anomalies(
     input: o.InputArg = None,
     output: o.Output = None,
-    method: Annotated[
-        Method,
-        typer.Option(
-            "--method",
-            help="knn (cosine distance to the k nearest), lof, iforest, ecod or mahalanobis.",
-            rich_help_panel=DETECT,
-        ),
-    ] = Method.knn,
-    k: Annotated[
-        int, typer.Option("-k", min=1, metavar="N", help="knn and lof: neighbours.", rich_help_panel=DETECT)
-    ] = 10,
-    aggregate: Annotated[
-        Aggregate,
-        typer.Option("--aggregate", help="knn: mean or largest distance to the k nearest.", rich_help_panel=DETECT),
-    ] = Aggregate.mean,
-    reference: Annotated[
-        Optional[str],
-        typer.Option(
-            "--reference",
-            metavar="FILE",
-            help="Novelty mode: fit on these normal records, then score the input (streams).",
-            show_default=False,
-            rich_help_panel=DETECT,
-        ),
-    ] = None,
-    contamination: Annotated[
-        Optional[float],
-        typer.Option(
-            "--contamination",
-            metavar="F",
-            help="Flag the top F share as anomalies (of the input, or of the reference in novelty mode). Default 0.01.",
-            show_default=False,
-            rich_help_panel=DETECT,
-        ),
-    ] = None,
-    threshold: Annotated[
-        Optional[float],
-        typer.Option(
-            "--threshold", metavar="T", help="Flag scores above T instead.", show_default=False, rich_help_panel=DETECT
-        ),
-    ] = None,
-    save_detector: Annotated[
-        Optional[str],
-        typer.Option(
-            "--save-detector",
-            metavar="FILE",
-            help="Keep the fitted detector for later runs.",
-            show_default=False,
-            rich_help_panel=DETECT,
-        ),
-    ] = None,
-    detector_file: Annotated[
-        Optional[str],
-        typer.Option(
-            "--detector-file",
-            metavar="FILE",
-            help="Score with a saved detector (streams).",
-            show_default=False,
-            rich_help_panel=DETECT,
-        ),
-    ] = None,
-    seed: Annotated[int, typer.Option("--seed", help="iforest: random state.", rich_help_panel=DETECT)] = 0,
-    only_anomalies: Annotated[
-        bool,
-        typer.Option("--only-anomalies", help="Pass only the flagged records down the pipe.", rich_help_panel=o.IO),
-    ] = False,
-    score_field: Annotated[
-        str,
-        typer.Option(
-            "--score-field", metavar="NAME", help="Field for the score (higher = more anomalous).", rich_help_panel=o.IO
-        ),
-    ] = "anomaly_score",
-    flag_field: Annotated[
-        str, typer.Option("--flag-field", metavar="NAME", help="Field for the flag.", rich_help_panel=o.IO)
-    ] = "is_anomaly",
+    method: MethodOpt = Method.knn,
+    k: KOpt = 10,
+    aggregate: AggregateOpt = Aggregate.mean,
+    reference: ReferenceOpt = None,
+    contamination: ContaminationOpt = None,
+    threshold: ThresholdOpt = None,
+    save_detector: SaveDetectorOpt = None,
+    detector_file: DetectorFileOpt = None,
+    seed: SeedOpt = 0,
+    only_anomalies: OnlyAnomaliesOpt = False,
+    score_field: ScoreFieldOpt = "anomaly_score",
+    flag_field: FlagFieldOpt = "is_anomaly",
     overwrite: o.Overwrite = False,
     eval_field: EvalField = None,
     eval_out: EvalOut = None,
@@ -120,41 +116,25 @@ def detect_anomalies(
     input). Novelty mode: --reference FILE of normal records, or a saved
     --detector-file; the input then streams. Adds anomaly_score and is_anomaly.
     """
-    import numpy as np
-
-    from embcli.analysis.anomaly import Detector, contamination_threshold
+    from embcli.analysis import anomaly as core
+    from embcli.analysis.records import check_free, gold_labels, provenance_of, read_all
     from embcli.errors import UsageError
     from embcli.io.streams import BadRecords, JsonlWriter, Source, iter_embedded, output_stream
 
     if reference and detector_file:
         raise UsageError("give --reference or --detector-file, not both")
-    if contamination is not None and threshold is not None:
-        raise UsageError("give --contamination or --threshold, not both")
+    options = core.AnomalyOptions(method.value, k, aggregate.value, seed, contamination, threshold)
     bad = BadRecords(skip=on_error is o.OnError.skip)
-    fields = [score_field, flag_field]
-
-    def prov_of(records: list[dict]):
-        return next((r.get(model_field) for r in records if model_field and r.get(model_field)), None)
-
-    def flag_level(fitted: Detector, scores: np.ndarray) -> float:
-        if threshold is not None:
-            return threshold
-        if contamination is None and fitted.threshold is not None:
-            return fitted.threshold
-        return contamination_threshold(scores, contamination if contamination is not None else 0.01)
-
     counts = {"scored": 0, "flagged": 0}
     gold_rows: list[dict] = []  # only with --eval
     all_scores: list[float] = []
     with output_stream(output) as out:
         writer = JsonlWriter(out)
 
-        def emit(records: list[dict], scores: np.ndarray, level: float) -> None:
-            check_free(records, fields, overwrite, rename="--score-field/--flag-field")
-            for rec, s in zip(records, scores, strict=True):
-                rec[score_field], rec[flag_field] = round(float(s), 6), bool(s > level)
-            kept = [r for r in records if r[flag_field]] if only_anomalies else records
-            writer.write_many(kept)
+        def emit(records: list[dict], scores, level: float) -> None:
+            check_free(records, [score_field, flag_field], overwrite, rename="--score-field/--flag-field")
+            core.mark(records, scores, level, score_field, flag_field)
+            writer.write_many([r for r in records if r[flag_field]] if only_anomalies else records)
             writer.flush()
             counts["scored"] += len(records)
             counts["flagged"] += sum(r[flag_field] for r in records)
@@ -164,30 +144,20 @@ def detect_anomalies(
 
         if reference or detector_file:  # novelty: fit once, then stream the input
             if detector_file:
-                det = Detector.load(detector_file)
+                det = core.Detector.load(detector_file)
             else:
                 ref_records, ref_x, _ = read_all(reference, vector_field, BadRecords())
-                det = Detector(method.value, k, aggregate.value, seed, provenance=prov_of(ref_records)).fit(ref_x)
-                det.threshold = flag_level(det, det.score())  # the reference's own outlier scores
-            level = flag_level(det, det.score())
+                det = core.fit_reference(ref_x, options, provenance_of(ref_records, model_field))
+            level = core.flag_level(det, det.score(), options)
             with Source(input) as src:
-                batch: list = []
-                for item in iter_embedded(src, vector_field, bad):
-                    batch.append(item)
-                    if len(batch) >= CHUNK:
-                        _score_batch(det, batch, emit, level, model_field)
-                        batch = []
-                _score_batch(det, batch, emit, level, model_field)
+                for batch in _batches(iter_embedded(src, vector_field, bad)):
+                    _score_batch(det, batch, emit, level, model_field)
         else:  # outlier mode: the input is its own reference
             records, x, _ = read_all(input, vector_field, bad)
+            det = None
             if records:
-                det = Detector(method.value, k, aggregate.value, seed, provenance=prov_of(records)).fit(x)
-                scores = det.score()
-                level = flag_level(det, scores)
-                det.threshold = level
+                det, scores, level = core.score_outliers(x, options, provenance_of(records, model_field))
                 emit(records, scores, level)
-            else:
-                det = None
     if save_detector:
         if det is None:
             raise UsageError("no vectors to fit a detector on")
@@ -197,28 +167,30 @@ def detect_anomalies(
     name = method.value if det is None else det.method
     say(f"scored {counts['scored']:,} records with {name}; {counts['flagged']:,} flagged as anomalies", quiet)
     if eval_field and gold_rows:
-        from sklearn.metrics import average_precision_score, roc_auc_score
-
-        gold = [1 if g in (1, True, "1", "true", "yes") else 0 for g in gold_labels(gold_rows, eval_field)]
-        if len(set(gold)) < 2:
+        metrics = core.metrics(gold_labels(gold_rows, eval_field), all_scores)
+        if metrics is None:
             warn(f"--eval {eval_field}: the gold labels are all one class; no AUROC", quiet)
             return
-        report_eval(
-            {
-                "auroc": float(roc_auc_score(gold, all_scores)),
-                "auprc": float(average_precision_score(gold, all_scores)),
-            },
-            eval_out,
-            quiet,
-        )
+        report_eval(metrics, eval_out, quiet)
+
+
+def _batches(pairs):
+    batch: list = []
+    for item in pairs:
+        batch.append(item)
+        if len(batch) >= CHUNK:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
 
 def _score_batch(det, batch, emit, level, model_field) -> None:
     import numpy as np
 
-    if not batch:
-        return
+    from embcli.analysis.records import provenance_of
+
     x = np.vstack([v for _, v in batch])
     records = [r.fields() for r, _ in batch]
-    det.check(x.shape[1], next((r.get(model_field) for r in records if model_field and r.get(model_field)), None))
+    det.check(x.shape[1], provenance_of(records, model_field))
     emit(records, det.score(x), level)
