@@ -362,7 +362,6 @@ class _source:
         self.src.close()
 
 
-__all__ = ["Encoder", "Index", "read_records", "read_vectors", "resolve", "write_records"]
 
 
 # --------------------------------------------------------------------------- analyses

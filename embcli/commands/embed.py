@@ -13,6 +13,96 @@ from embcli.commands._ui import progress, say, warn
 TEXT_HINT = "for one text per line, use --input-format text"
 
 
+PromptOpt = Annotated[
+    Optional[str],
+    typer.Option(
+        "--prompt",
+        metavar="TEXT",
+        help="Text put before every input (e.g. 'query: ').",
+        show_default=False,
+        rich_help_panel=o.MODEL,
+    ),
+]
+PromptNameOpt = Annotated[
+    Optional[str],
+    typer.Option(
+        "--prompt-name",
+        metavar="NAME",
+        help="A prompt from the model's config_sentence_transformers.json.",
+        show_default=False,
+        rich_help_panel=o.MODEL,
+    ),
+]
+MaxLengthOpt = Annotated[
+    Optional[int],
+    typer.Option(
+        "--max-length",
+        metavar="N",
+        min=2,
+        help="Token limit per text, at most the model's positions. Default: the model's.",
+        show_default=False,
+        rich_help_panel=o.MODEL,
+    ),
+]
+TruncateOpt = Annotated[
+    bool,
+    typer.Option(
+        "--truncate/--no-truncate",
+        help="Cut over-long texts to --max-length (counted on stderr), or treat them as bad records.",
+        rich_help_panel=o.MODEL,
+    ),
+]
+PoolingOpt = Annotated[
+    Optional[o.Pooling],
+    typer.Option("--pooling", help="Token pooling. Default: the model's.", show_default=False, rich_help_panel=o.MODEL),
+]
+NormalizeOpt = Annotated[
+    Optional[bool],
+    typer.Option(
+        "--normalize/--no-normalize",
+        help="L2-normalize vectors. Default: the model's.",
+        show_default=False,
+        rich_help_panel=o.MODEL,
+    ),
+]
+DimsOpt = Annotated[
+    Optional[int],
+    typer.Option(
+        "--dims",
+        metavar="N",
+        min=1,
+        help="Matryoshka: keep the first N dimensions, then renormalize.",
+        show_default=False,
+        rich_help_panel=o.MODEL,
+    ),
+]
+CacheOpt = Annotated[
+    Optional[str],
+    typer.Option(
+        "--cache",
+        metavar="FILE",
+        envvar="EMBCLI_CACHE",
+        help="SQLite cache of vectors by text, model and options: unchanged texts skip inference. "
+        "Default: $EMBCLI_CACHE.",
+        show_default=False,
+        rich_help_panel=o.SPEED,
+    ),
+]
+NoCacheOpt = Annotated[
+    bool, typer.Option("--no-cache", help="Ignore $EMBCLI_CACHE for this run.", rich_help_panel=o.SPEED)
+]
+MaxBatchTokensOpt = Annotated[
+    int,
+    typer.Option(
+        "--max-batch-tokens",
+        metavar="N",
+        min=1,
+        help="Most padded tokens in one batch (caps memory on long texts).",
+        rich_help_panel=o.SPEED,
+    ),
+]
+
+
 def embed(
     input: o.InputArg = None,
     output: o.Output = None,
@@ -24,99 +114,19 @@ def embed(
     overwrite: o.Overwrite = False,
     on_error: o.OnErrorOpt = o.OnError.fail,
     model: o.ModelOpt = None,
-    prompt: Annotated[
-        Optional[str],
-        typer.Option(
-            "--prompt",
-            metavar="TEXT",
-            help="Text put before every input (e.g. 'query: ').",
-            show_default=False,
-            rich_help_panel=o.MODEL,
-        ),
-    ] = None,
-    prompt_name: Annotated[
-        Optional[str],
-        typer.Option(
-            "--prompt-name",
-            metavar="NAME",
-            help="A prompt from the model's config_sentence_transformers.json.",
-            show_default=False,
-            rich_help_panel=o.MODEL,
-        ),
-    ] = None,
-    max_length: Annotated[
-        Optional[int],
-        typer.Option(
-            "--max-length",
-            metavar="N",
-            min=2,
-            help="Token limit per text, at most the model's positions. Default: the model's.",
-            show_default=False,
-            rich_help_panel=o.MODEL,
-        ),
-    ] = None,
-    truncate: Annotated[
-        bool,
-        typer.Option(
-            "--truncate/--no-truncate",
-            help="Cut over-long texts to --max-length (counted on stderr), or treat them as bad records.",
-            rich_help_panel=o.MODEL,
-        ),
-    ] = True,
-    pooling: Annotated[
-        Optional[o.Pooling],
-        typer.Option(
-            "--pooling", help="Token pooling. Default: the model's.", show_default=False, rich_help_panel=o.MODEL
-        ),
-    ] = None,
-    normalize: Annotated[
-        Optional[bool],
-        typer.Option(
-            "--normalize/--no-normalize",
-            help="L2-normalize vectors. Default: the model's.",
-            show_default=False,
-            rich_help_panel=o.MODEL,
-        ),
-    ] = None,
-    dims: Annotated[
-        Optional[int],
-        typer.Option(
-            "--dims",
-            metavar="N",
-            min=1,
-            help="Matryoshka: keep the first N dimensions, then renormalize.",
-            show_default=False,
-            rich_help_panel=o.MODEL,
-        ),
-    ] = None,
-    cache: Annotated[
-        Optional[str],
-        typer.Option(
-            "--cache",
-            metavar="FILE",
-            envvar="EMBCLI_CACHE",
-            help="SQLite cache of vectors by text, model and options: unchanged texts skip inference. "
-            "Default: $EMBCLI_CACHE.",
-            show_default=False,
-            rich_help_panel=o.SPEED,
-        ),
-    ] = None,
-    no_cache: Annotated[
-        bool, typer.Option("--no-cache", help="Ignore $EMBCLI_CACHE for this run.", rich_help_panel=o.SPEED)
-    ] = False,
+    prompt: PromptOpt = None,
+    prompt_name: PromptNameOpt = None,
+    max_length: MaxLengthOpt = None,
+    truncate: TruncateOpt = True,
+    pooling: PoolingOpt = None,
+    normalize: NormalizeOpt = None,
+    dims: DimsOpt = None,
+    cache: CacheOpt = None,
+    no_cache: NoCacheOpt = False,
     device: o.DeviceOpt = o.Device.auto,
     threads: o.Threads = None,
     batch_size: o.BatchSize = 32,
-    max_batch_tokens: Annotated[
-        int,
-        typer.Option(
-            "--max-batch-tokens",
-            metavar="N",
-            min=1,
-            help="Most padded tokens in one batch (caps memory on long texts).",
-            rich_help_panel=o.SPEED,
-        ),
-    ] = 8192,
+    max_batch_tokens: MaxBatchTokensOpt = 8192,
     quiet: o.Quiet = False,
 ) -> None:
     """Embed texts: JSONL records or text lines in, records with a vector (or NPY) out.

@@ -17,125 +17,141 @@ Metric = o.choice("Metric", METRICS)
 DType = o.choice("DType", DTYPES)
 
 
+OutputOpt = Annotated[
+    Optional[str],
+    typer.Option(
+        "-o",
+        "--output",
+        metavar="PATH",
+        help="The index (a directory) to write.",
+        show_default=False,
+        rich_help_panel=o.IO,
+    ),
+]
+AppendOpt = Annotated[
+    bool,
+    typer.Option(
+        "--append",
+        help="Add to the existing index; a known id replaces its record (upsert).",
+        rich_help_panel=INDEX,
+    ),
+]
+ForceOpt = Annotated[
+    bool, typer.Option("--force", help="Rebuild an existing index from this input.", rich_help_panel=INDEX)
+]
+DeleteIdsOpt = Annotated[
+    Optional[str],
+    typer.Option(
+        "--delete-ids",
+        metavar="FILE",
+        help="Remove the ids in FILE (one per line) from the index given as -o or INPUT.",
+        show_default=False,
+        rich_help_panel=INDEX,
+    ),
+]
+IdsOpt = Annotated[
+    Optional[str],
+    typer.Option(
+        "--ids",
+        metavar="FILE",
+        help="For NPY input: ids, one per line, in row order. Default: row numbers.",
+        show_default=False,
+        rich_help_panel=o.IO,
+    ),
+]
+ModelOpt = Annotated[
+    Optional[str],
+    typer.Option(
+        "-m",
+        "--model",
+        metavar="NAME",
+        help="Model of vectors that do not record one (NPY, or JSONL without a model field); "
+        "checked against their width.",
+        show_default=False,
+        rich_help_panel=o.MODEL,
+    ),
+]
+MetricOpt = Annotated[
+    Metric, typer.Option("--metric", help="Similarity: cosine, inner product or Euclidean.", rich_help_panel=INDEX)
+]
+DtypeOpt = Annotated[
+    DType,
+    typer.Option(
+        "--dtype",
+        help="Storage precision: f32, f16, i8, or b1 (sign bits, Hamming; pair with search --rescore).",
+        rich_help_panel=INDEX,
+    ),
+]
+ConnectivityOpt = Annotated[
+    int, typer.Option("--connectivity", min=2, metavar="N", help="HNSW edges per node (M).", rich_help_panel=INDEX)
+]
+ExpansionAddOpt = Annotated[
+    int,
+    typer.Option(
+        "--expansion-add",
+        metavar="N",
+        min=1,
+        help="HNSW candidate list while building (efConstruction).",
+        rich_help_panel=INDEX,
+    ),
+]
+ExpansionSearchOpt = Annotated[
+    int,
+    typer.Option(
+        "--expansion-search",
+        metavar="N",
+        min=1,
+        help="Default HNSW candidate list at search time (ef).",
+        rich_help_panel=INDEX,
+    ),
+]
+KeepFloatsOpt = Annotated[
+    Optional[bool],
+    typer.Option(
+        "--keep-floats/--no-keep-floats",
+        help="Keep float32 vectors beside the index for `search --rescore` and exact search. "
+        "Default: yes for i8 and b1.",
+        show_default=False,
+        rich_help_panel=INDEX,
+    ),
+]
+StoreTextOpt = Annotated[
+    bool,
+    typer.Option("--store-text/--no-store-text", help="Keep the text field in the payload.", rich_help_panel=INDEX),
+]
+ThreadsOpt = Annotated[
+    int,
+    typer.Option(
+        "--threads",
+        min=1,
+        metavar="N",
+        help="Build threads. 1 (default) builds the same graph every run; more is faster, "
+        "but the graph then depends on thread timing.",
+        rich_help_panel=o.SPEED,
+    ),
+]
+
+
 def index(
     input: o.InputArg = None,
-    output: Annotated[
-        Optional[str],
-        typer.Option(
-            "-o",
-            "--output",
-            metavar="PATH",
-            help="The index (a directory) to write.",
-            show_default=False,
-            rich_help_panel=o.IO,
-        ),
-    ] = None,
-    append: Annotated[
-        bool,
-        typer.Option(
-            "--append",
-            help="Add to the existing index; a known id replaces its record (upsert).",
-            rich_help_panel=INDEX,
-        ),
-    ] = False,
-    force: Annotated[
-        bool, typer.Option("--force", help="Rebuild an existing index from this input.", rich_help_panel=INDEX)
-    ] = False,
-    delete_ids: Annotated[
-        Optional[str],
-        typer.Option(
-            "--delete-ids",
-            metavar="FILE",
-            help="Remove the ids in FILE (one per line) from the index given as -o or INPUT.",
-            show_default=False,
-            rich_help_panel=INDEX,
-        ),
-    ] = None,
-    ids: Annotated[
-        Optional[str],
-        typer.Option(
-            "--ids",
-            metavar="FILE",
-            help="For NPY input: ids, one per line, in row order. Default: row numbers.",
-            show_default=False,
-            rich_help_panel=o.IO,
-        ),
-    ] = None,
-    model: Annotated[
-        Optional[str],
-        typer.Option(
-            "-m",
-            "--model",
-            metavar="NAME",
-            help="Model of vectors that do not record one (NPY, or JSONL without a model field); "
-            "checked against their width.",
-            show_default=False,
-            rich_help_panel=o.MODEL,
-        ),
-    ] = None,
-    metric: Annotated[
-        Metric, typer.Option("--metric", help="Similarity: cosine, inner product or Euclidean.", rich_help_panel=INDEX)
-    ] = Metric.cos,
-    dtype: Annotated[
-        DType,
-        typer.Option(
-            "--dtype",
-            help="Storage precision: f32, f16, i8, or b1 (sign bits, Hamming; pair with search --rescore).",
-            rich_help_panel=INDEX,
-        ),
-    ] = DType.f32,
-    connectivity: Annotated[
-        int, typer.Option("--connectivity", min=2, metavar="N", help="HNSW edges per node (M).", rich_help_panel=INDEX)
-    ] = 16,
-    expansion_add: Annotated[
-        int,
-        typer.Option(
-            "--expansion-add",
-            metavar="N",
-            min=1,
-            help="HNSW candidate list while building (efConstruction).",
-            rich_help_panel=INDEX,
-        ),
-    ] = 128,
-    expansion_search: Annotated[
-        int,
-        typer.Option(
-            "--expansion-search",
-            metavar="N",
-            min=1,
-            help="Default HNSW candidate list at search time (ef).",
-            rich_help_panel=INDEX,
-        ),
-    ] = 128,
-    keep_floats: Annotated[
-        Optional[bool],
-        typer.Option(
-            "--keep-floats/--no-keep-floats",
-            help="Keep float32 vectors beside the index for `search --rescore` and exact search. "
-            "Default: yes for i8 and b1.",
-            show_default=False,
-            rich_help_panel=INDEX,
-        ),
-    ] = None,
-    store_text: Annotated[
-        bool,
-        typer.Option("--store-text/--no-store-text", help="Keep the text field in the payload.", rich_help_panel=INDEX),
-    ] = True,
+    output: OutputOpt = None,
+    append: AppendOpt = False,
+    force: ForceOpt = False,
+    delete_ids: DeleteIdsOpt = None,
+    ids: IdsOpt = None,
+    model: ModelOpt = None,
+    metric: MetricOpt = Metric.cos,
+    dtype: DtypeOpt = DType.f32,
+    connectivity: ConnectivityOpt = 16,
+    expansion_add: ExpansionAddOpt = 128,
+    expansion_search: ExpansionSearchOpt = 128,
+    keep_floats: KeepFloatsOpt = None,
+    store_text: StoreTextOpt = True,
     text_field: o.TextField = "text",
     vector_field: o.VectorField = "embedding",
     model_field: o.ModelField = "embedding_model",
     on_error: o.OnErrorOpt = o.OnError.fail,
-    threads: Annotated[
-        int,
-        typer.Option(
-            "--threads",
-            min=1,
-            metavar="N",
-            help="Build threads. 1 (default) builds the same graph every run; more is faster, "
-            "but the graph then depends on thread timing.",
-            rich_help_panel=o.SPEED,
-        ),
-    ] = 1,
+    threads: ThreadsOpt = 1,
     quiet: o.Quiet = False,
 ) -> None:
     """Index embedded records (JSONL with a vector, or NPY) for `embcli search`.

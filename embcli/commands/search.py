@@ -11,94 +11,107 @@ from embcli.commands import _options as o
 from embcli.commands._ui import progress, say, warn
 
 SEARCH = "Search"
-CHUNK = 256  # queries embedded and searched together
 QUERIES_HINT = 'queries are JSON objects, one per line: {"text": "..."} or an embedding field'
 
 
+IndexesOpt = Annotated[
+    list[str], typer.Argument(help="Index path(s); several are searched as shards and merged.", metavar="INDEX...")
+]
+QueriesOpt = Annotated[
+    Optional[str],
+    typer.Option(
+        "--queries", help="Read queries from FILE instead of stdin.", show_default=False, rich_help_panel=o.IO
+    ),
+]
+KOpt = Annotated[int, typer.Option("-k", min=1, metavar="N", help="Hits per query.", rich_help_panel=SEARCH)]
+ExactOpt = Annotated[
+    bool, typer.Option("--exact", help="Brute force instead of the HNSW graph.", rich_help_panel=SEARCH)
+]
+WhereOpt = Annotated[
+    Optional[str],
+    typer.Option(
+        "--where",
+        metavar="EXPR",
+        help="Filter on payload fields: =, !=, <, <=, >, >=, IN (...), IS NULL, BETWEEN, AND/OR/NOT, "
+        "e.g. \"section = 'games' AND year >= 2020\".",
+        show_default=False,
+        rich_help_panel=SEARCH,
+    ),
+]
+ExpansionSearchOpt = Annotated[
+    Optional[int],
+    typer.Option(
+        "--expansion-search",
+        metavar="N",
+        min=1,
+        help="HNSW candidate list (ef); more is slower and more exact. Default: the index's.",
+        show_default=False,
+        rich_help_panel=SEARCH,
+    ),
+]
+RescoreOpt = Annotated[
+    int,
+    typer.Option(
+        "--rescore",
+        metavar="M",
+        min=0,
+        help="Take M·k candidates from a compact (i8, b1) index and re-rank them by float scores "
+        "from the kept float vectors.",
+        rich_help_panel=SEARCH,
+    ),
+]
+FullScanThresholdOpt = Annotated[
+    int,
+    typer.Option(
+        "--full-scan-threshold",
+        metavar="N",
+        min=0,
+        help="With --where: filters matching at most N records are searched exactly; above it, "
+        "the HNSW graph is searched with oversampling.",
+        rich_help_panel=SEARCH,
+    ),
+]
+FlatOpt = Annotated[
+    bool, typer.Option("--flat", help="One line per hit instead of one per query.", rich_help_panel=o.IO)
+]
+OutputFieldOpt = Annotated[
+    str, typer.Option("--output-field", metavar="NAME", help="Field that holds the hits.", rich_help_panel=o.IO)
+]
+QueryPromptOpt = Annotated[
+    Optional[str],
+    typer.Option(
+        "--query-prompt",
+        metavar="TEXT",
+        help="Prompt for text queries instead of the index's (asymmetric models).",
+        show_default=False,
+        rich_help_panel=o.MODEL,
+    ),
+]
+PromptNameOpt = Annotated[
+    Optional[str],
+    typer.Option(
+        "--prompt-name",
+        metavar="NAME",
+        help="Named prompt of the index's model for text queries (e.g. query).",
+        show_default=False,
+        rich_help_panel=o.MODEL,
+    ),
+]
+
+
 def search(
-    indexes: Annotated[
-        list[str], typer.Argument(help="Index path(s); several are searched as shards and merged.", metavar="INDEX...")
-    ],
-    queries: Annotated[
-        Optional[str],
-        typer.Option(
-            "--queries", help="Read queries from FILE instead of stdin.", show_default=False, rich_help_panel=o.IO
-        ),
-    ] = None,
-    k: Annotated[int, typer.Option("-k", min=1, metavar="N", help="Hits per query.", rich_help_panel=SEARCH)] = 10,
-    exact: Annotated[
-        bool, typer.Option("--exact", help="Brute force instead of the HNSW graph.", rich_help_panel=SEARCH)
-    ] = False,
-    where_: Annotated[
-        Optional[str],
-        typer.Option(
-            "--where",
-            metavar="EXPR",
-            help="Filter on payload fields: =, !=, <, <=, >, >=, IN (...), IS NULL, BETWEEN, AND/OR/NOT, "
-            "e.g. \"section = 'games' AND year >= 2020\".",
-            show_default=False,
-            rich_help_panel=SEARCH,
-        ),
-    ] = None,
-    expansion_search: Annotated[
-        Optional[int],
-        typer.Option(
-            "--expansion-search",
-            metavar="N",
-            min=1,
-            help="HNSW candidate list (ef); more is slower and more exact. Default: the index's.",
-            show_default=False,
-            rich_help_panel=SEARCH,
-        ),
-    ] = None,
-    rescore: Annotated[
-        int,
-        typer.Option(
-            "--rescore",
-            metavar="M",
-            min=0,
-            help="Take M·k candidates from a compact (i8, b1) index and re-rank them by float scores "
-            "from the kept float vectors.",
-            rich_help_panel=SEARCH,
-        ),
-    ] = 0,
-    full_scan_threshold: Annotated[
-        int,
-        typer.Option(
-            "--full-scan-threshold",
-            metavar="N",
-            min=0,
-            help="With --where: filters matching at most N records are searched exactly; above it, "
-            "the HNSW graph is searched with oversampling.",
-            rich_help_panel=SEARCH,
-        ),
-    ] = EXACT_SEARCH_LIMIT,
-    flat: Annotated[
-        bool, typer.Option("--flat", help="One line per hit instead of one per query.", rich_help_panel=o.IO)
-    ] = False,
-    output_field: Annotated[
-        str, typer.Option("--output-field", metavar="NAME", help="Field that holds the hits.", rich_help_panel=o.IO)
-    ] = "results",
-    query_prompt: Annotated[
-        Optional[str],
-        typer.Option(
-            "--query-prompt",
-            metavar="TEXT",
-            help="Prompt for text queries instead of the index's (asymmetric models).",
-            show_default=False,
-            rich_help_panel=o.MODEL,
-        ),
-    ] = None,
-    prompt_name: Annotated[
-        Optional[str],
-        typer.Option(
-            "--prompt-name",
-            metavar="NAME",
-            help="Named prompt of the index's model for text queries (e.g. query).",
-            show_default=False,
-            rich_help_panel=o.MODEL,
-        ),
-    ] = None,
+    indexes: IndexesOpt,
+    queries: QueriesOpt = None,
+    k: KOpt = 10,
+    exact: ExactOpt = False,
+    where_: WhereOpt = None,
+    expansion_search: ExpansionSearchOpt = None,
+    rescore: RescoreOpt = 0,
+    full_scan_threshold: FullScanThresholdOpt = EXACT_SEARCH_LIMIT,
+    flat: FlatOpt = False,
+    output_field: OutputFieldOpt = "results",
+    query_prompt: QueryPromptOpt = None,
+    prompt_name: PromptNameOpt = None,
     text_field: o.TextField = "text",
     vector_field: o.VectorField = "embedding",
     model_field: o.ModelField = "embedding_model",
@@ -116,23 +129,8 @@ def search(
     (higher is better: cosine, inner product, or minus the Euclidean distance),
     rank and the indexed payload.
     """
-    import numpy as np
-
-    from embcli.errors import IncompatibleError, InputError
-    from embcli.io.prefetch import chunked_prefetch
-    from embcli.io.streams import (
-        BadRecords,
-        JsonlWriter,
-        Record,
-        Source,
-        get_text,
-        iter_npy_rows,
-        iter_records,
-        output_stream,
-        parse_vector,
-        where,
-    )
-    from embcli.search.query import QueryOptions, Searcher, SearchOptions
+    from embcli.io.streams import BadRecords, JsonlWriter, Source, output_stream
+    from embcli.search.query import QueryFields, QueryOptions, Searcher, SearchOptions, query_chunks
 
     searcher = Searcher(
         indexes,
@@ -141,53 +139,11 @@ def search(
     options = SearchOptions(k, exact, where_, expansion_search, full_scan_threshold, rescore)
     bad = BadRecords(skip=on_error is o.OnError.skip)
 
-    def prepared(src: Source):
-        """Query records with either a checked vector or the tokens of their text."""
-        for rec in iter_records(src, "jsonl", text_field, bad, json_hint=QUERIES_HINT):
-            loc = where(src.name, rec.line)
-            try:
-                if output_field in rec.data:
-                    raise InputError(
-                        f"query already has a {output_field!r} field, {loc}", hint="choose another --output-field"
-                    )
-                if vector_field in rec.data:
-                    vec = parse_vector(rec.data[vector_field], vector_field, loc)
-                    made_by = rec.data.get(model_field) if model_field else None
-                    rec.extra["vector"] = searcher.check_vector(vec, made_by, loc)
-                else:
-                    rec.extra["tokens"] = searcher.tokenize(get_text(rec, text_field, src.name))
-            except InputError as e:
-                bad.handle(e)
-                continue
-            yield rec
-
-    def vectors_for(chunk: list[Record]) -> np.ndarray:
-        out = np.empty((len(chunk), searcher.dims), dtype=np.float32)
-        texts = [i for i, r in enumerate(chunk) if "tokens" in r.extra]
-        if texts:
-            out[texts] = searcher.encoder().encode_ids([chunk[i].extra.pop("tokens").ids for i in texts])
-        for i, r in enumerate(chunk):
-            if "vector" in r.extra:
-                out[i] = r.extra.pop("vector")
-        return out
-
-    def chunks(src: Source):
-        if src.sniff() != "npy":
-            for chunk in chunked_prefetch(prepared(src), CHUNK):
-                yield chunk, vectors_for(chunk)
-            return
-        for numbers, block in iter_npy_rows(src, bad):
-            if block.shape[1] != searcher.dims:
-                raise IncompatibleError(
-                    f"query vectors have {block.shape[1]} dimensions, the index {searcher.dims}, {src.name}"
-                )
-            # Output rows are 0-based, as before; skipped (non-finite) rows keep their numbers.
-            yield [Record(int(n), {"row": int(n) - 1}) for n in numbers], block
-
     n_queries = 0
     with Source(queries) as src, output_stream(None) as out, progress("searching", "queries", quiet) as bar:
         writer = JsonlWriter(out)
-        for chunk, vectors in chunks(src):
+        fields = QueryFields(text_field, vector_field, model_field, output_field)
+        for chunk, vectors in query_chunks(searcher, src, fields, bad, hint=QUERIES_HINT):
             hits = searcher.search(vectors, options)
             _emit(writer, chunk, hits, flat, output_field, (vector_field, model_field))
             n_queries += len(chunk)

@@ -8,12 +8,14 @@ with their ids and payloads.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from embcli.errors import IncompatibleError
+from embcli.errors import IncompatibleError, InputError
+from embcli.io.prefetch import chunked_prefetch
+from embcli.io.streams import BadRecords, Record, Source, get_text, iter_npy_rows, iter_records, parse_vector, where
 from embcli.runtime import provenance
 from embcli.runtime.encoder import Encoder, Tokens, encoder_from_provenance
 from embcli.search.index import FULL_SCAN_THRESHOLD, IndexReader, open_shards, search_shards
@@ -40,6 +42,19 @@ class QueryOptions:
     device: str = "auto"
     threads: int | None = None
     batch_size: int = 32
+
+
+@dataclass
+class QueryFields:
+    """Which fields of a query record hold what (the search command's field flags)."""
+
+    text: str = "text"
+    vector: str = "embedding"
+    model: str = "embedding_model"  # '' : query vectors record no model
+    output: str = "results"  # where hits go: a query that already has it is bad input
+
+
+CHUNK = 256  # queries embedded and searched together
 
 
 @dataclass
@@ -142,3 +157,57 @@ class Searcher:
     def close(self) -> None:
         for reader in self.readers:
             reader.close()
+
+
+def query_chunks(
+    searcher: Searcher, src: Source, fields: QueryFields, bad: BadRecords, hint: str | None = None
+) -> Iterator[tuple[list[Record], np.ndarray]]:
+    """Query records in chunks with their vectors: JSONL (a text, embedded, or a checked vector) or NPY rows.
+
+    Streams: tokenizing runs ahead in a reader thread, one chunk is embedded while the next is read.
+    """
+    if src.sniff() != "npy":
+        for chunk in chunked_prefetch(_prepared(searcher, src, fields, bad, hint), CHUNK):
+            yield chunk, _vectors(searcher, chunk)
+        return
+    for numbers, block in iter_npy_rows(src, bad):
+        if block.shape[1] != searcher.dims:
+            raise IncompatibleError(
+                f"query vectors have {block.shape[1]} dimensions, the index {searcher.dims}, {src.name}"
+            )
+        # Output rows are 0-based, as before; skipped (non-finite) rows keep their numbers.
+        yield [Record(int(n), {"row": int(n) - 1}) for n in numbers], block
+
+
+def _prepared(
+    searcher: Searcher, src: Source, fields: QueryFields, bad: BadRecords, hint: str | None
+) -> Iterator[Record]:
+    """Query records with either a checked vector or the tokens of their text."""
+    for rec in iter_records(src, "jsonl", fields.text, bad, json_hint=hint):
+        loc = where(src.name, rec.line)
+        try:
+            if fields.output in rec.data:
+                raise InputError(
+                    f"query already has a {fields.output!r} field, {loc}", hint="choose another --output-field"
+                )
+            if fields.vector in rec.data:
+                vec = parse_vector(rec.data[fields.vector], fields.vector, loc)
+                made_by = rec.data.get(fields.model) if fields.model else None
+                rec.extra["vector"] = searcher.check_vector(vec, made_by, loc)
+            else:
+                rec.extra["tokens"] = searcher.tokenize(get_text(rec, fields.text, src.name))
+        except InputError as e:
+            bad.handle(e)
+            continue
+        yield rec
+
+
+def _vectors(searcher: Searcher, chunk: list[Record]) -> np.ndarray:
+    out = np.empty((len(chunk), searcher.dims), dtype=np.float32)
+    texts = [i for i, r in enumerate(chunk) if "tokens" in r.extra]
+    if texts:
+        out[texts] = searcher.encoder().encode_ids([chunk[i].extra.pop("tokens").ids for i in texts])
+    for i, r in enumerate(chunk):
+        if "vector" in r.extra:
+            out[i] = r.extra.pop("vector")
+    return out
