@@ -1,0 +1,40 @@
+"""The Python API: embcli's encoder, indexes, streams and analyses, for notebooks, jobs and clusters.
+
+Every function here runs the same core as the matching command and gives the
+same results; failures are the typed errors of ``embcli.errors`` that the CLI
+maps to exit codes. Nothing here prints: notices go through ``embcli.env``.
+``import embcli`` re-exports these names lazily.
+"""
+
+from embcli.api.analyses import (
+    Anomalies,
+    Classification,
+    Clusters,
+    Quantized,
+    classify,
+    cluster,
+    detect_anomalies,
+    diff,
+    quantize,
+)
+from embcli.api.encoding import Encoder, resolve
+from embcli.api.indexes import Index
+from embcli.api.records import read_records, read_vectors, write_records
+
+__all__ = [
+    "Anomalies",
+    "Classification",
+    "Clusters",
+    "Encoder",
+    "Index",
+    "Quantized",
+    "classify",
+    "cluster",
+    "detect_anomalies",
+    "diff",
+    "quantize",
+    "read_records",
+    "read_vectors",
+    "resolve",
+    "write_records",
+]

@@ -1,0 +1,123 @@
+"""``embcli.Encoder``: one model, loaded once, turning texts into vectors as ``embcli embed`` does."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from embcli.errors import UsageError
+
+if TYPE_CHECKING:
+    from embcli.runtime.encoder import Encoder as _RuntimeEncoder
+    from embcli.store.models import ModelSpec
+
+
+def resolve(model: str | None = None, device: str = "auto") -> ModelSpec:
+    """The model named ``model`` (default: $EMBCLI_MODEL, else the built-in one), built first if it must be."""
+    from embcli.store.models import resolve_model
+
+    return resolve_model(model)
+
+
+class Encoder:
+    """One model, loaded once, turning texts into vectors exactly as ``embcli embed`` does.
+
+    >>> enc = Encoder()                                  # the built-in all-MiniLM-L6-v2
+    >>> enc.embed(["first text", "second"]).shape
+    (2, 384)
+    """
+
+    def __init__(
+        self,
+        model: str | None = None,
+        *,
+        device: str = "auto",
+        threads: int | None = None,
+        max_length: int | None = None,
+        pooling: str | None = None,
+        normalize: bool | None = None,
+        prompt: str | None = None,
+        prompt_name: str | None = None,
+        dims: int | None = None,
+        batch_size: int = 32,
+        max_batch_tokens: int = 8192,
+    ) -> None:
+        from embcli.runtime.encoder import Encoder as RuntimeEncoder
+
+        self._enc: _RuntimeEncoder = RuntimeEncoder(
+            resolve(model, device),
+            device=device,
+            threads=threads,
+            max_length=max_length,
+            pooling=pooling,
+            normalize=normalize,
+            prompt=prompt,
+            prompt_name=prompt_name,
+            dims=dims,
+            batch_size=batch_size,
+            max_batch_tokens=max_batch_tokens,
+        )
+
+    @property
+    def dims(self) -> int:
+        """Width of the vectors this encoder makes."""
+        return self._enc.dim
+
+    @property
+    def device(self) -> str:
+        """Where the model runs: ``cpu`` or ``cuda``."""
+        return self._enc.device
+
+    @property
+    def max_length(self) -> int:
+        return self._enc.max_length
+
+    @property
+    def provenance(self) -> dict:
+        """The ``embedding_model`` record: model, graph sha256 prefix and options."""
+        return self._enc.provenance()
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """Vectors of ``texts`` as float32 ``(n, dims)``, in input order."""
+        if isinstance(texts, str):
+            raise UsageError("embed() takes a list of texts, not one string")
+        if not len(texts):
+            return np.empty((0, self.dims), dtype=np.float32)
+        return self._enc.encode(list(texts))
+
+    def embed_records(
+        self,
+        records: Iterable[dict],
+        *,
+        text_field: str = "text",
+        vector_field: str = "embedding",
+        model_field: str = "embedding_model",
+        overwrite: bool = False,
+        skip_bad: bool = False,
+    ) -> Iterator[dict]:
+        """Each record with its vector (a float32 array) and provenance added, streaming, in input order.
+
+        Bad records raise ``InputError`` (``skip_bad=True`` skips them), as ``embed`` does.
+        """
+        from embcli.io.streams import BadRecords, Record
+        from embcli.runtime.embedding import EmbedStats, embed_records
+
+        reserved = () if overwrite else tuple(f for f in (vector_field, model_field) if f)
+        numbered = (Record(i, dict(r)) for i, r in enumerate(records, start=1))
+        prov = self.provenance
+        for recs, vecs in embed_records(
+            numbered,
+            self._enc,
+            source="<records>",
+            text_field=text_field,
+            bad=BadRecords(skip=skip_bad),
+            stats=EmbedStats(),
+            reserved=reserved,
+        ):
+            for rec, vec in zip(recs, vecs, strict=True):
+                rec.data[vector_field] = vec
+                if model_field:
+                    rec.data[model_field] = prov
+                yield rec.data
