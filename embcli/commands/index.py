@@ -6,6 +6,7 @@ from enum import Enum
 from typing import Annotated, Optional
 
 import typer
+from typer.core import TyperCommand
 
 from embcli.commands import _options as o
 from embcli.commands._ui import progress, say, warn
@@ -25,6 +26,15 @@ class DType(str, Enum):
     f16 = "f16"
     i8 = "i8"
     b1 = "b1"
+
+
+class IndexCommand(TyperCommand):
+    """`embcli index verify PATH` is `embcli index --verify PATH` (an input file named verify: ./verify)."""
+
+    def parse_args(self, ctx, args: list[str]) -> list[str]:
+        if args[:1] == ["verify"]:
+            args = ["--verify", *args[1:]]
+        return super().parse_args(ctx, args)
 
 
 def index(
@@ -61,6 +71,15 @@ def index(
             rich_help_panel=INDEX,
         ),
     ] = None,
+    verify: Annotated[
+        bool,
+        typer.Option(
+            "--verify",
+            help="Check the index given as -o or INPUT in full: sizes, graph structure, every file's sha256, "
+            "SQLite's own check. Exit 0 if sound, 4 if corrupt. Also `embcli index verify PATH`.",
+            rich_help_panel=INDEX,
+        ),
+    ] = False,
     ids: Annotated[
         Optional[str],
         typer.Option(
@@ -153,12 +172,21 @@ def index(
     Needs the whole input before the index is published. The index is a
     directory: usearch HNSW vectors, SQLite payloads (every field but the
     vector), and a manifest with the model, options and checksums. Writes are
-    atomic: a crash leaves the previous index loadable.
+    atomic: a crash leaves the previous index loadable. Opening an index checks
+    sizes, headers and the graph's structure; `embcli index verify PATH` also
+    checks every checksum.
     """
-    from embcli.core.index import IndexOptions, IndexWriter, disk_bytes
+    from embcli.core.index import IndexOptions, IndexWriter, disk_bytes, verify_index
     from embcli.core.streams import BadRecords, Source, iter_embedded, read_ids, where
     from embcli.errors import IncompatibleError, InputError, UsageError
 
+    if verify:
+        path = output or input
+        if not path or (output and input) or delete_ids is not None:
+            raise UsageError("--verify takes the index as -o PATH (or as the argument), and nothing else")
+        m = verify_index(path)
+        say(f"{path}: sound, {m['count']:,} vectors, {m['dims']}-d {m['dtype']} {m['metric']}", quiet)
+        return
     if delete_ids is not None:
         path = output or input
         if not path or (output and input):

@@ -97,6 +97,18 @@ def search(
             rich_help_panel=o.MODEL,
         ),
     ] = None,
+    model: Annotated[
+        Optional[str],
+        typer.Option(
+            "-m",
+            "--model",
+            metavar="NAME",
+            help="Where the index's model is now (e.g. a moved model directory) for text queries; "
+            "it must be the same model (checked by sha256). Default: the model the index records.",
+            show_default=False,
+            rich_help_panel=o.MODEL,
+        ),
+    ] = None,
     text_field: o.TextField = "text",
     vector_field: o.VectorField = "embedding",
     model_field: o.ModelField = "embedding_model",
@@ -117,7 +129,7 @@ def search(
     import numpy as np
 
     from embcli.core.encoder import encoder_from_provenance
-    from embcli.core.index import open_shards, search_shards
+    from embcli.core.index import open_shards, query_model, search_shards
     from embcli.core.prefetch import chunked_prefetch
     from embcli.core.streams import (
         BadRecords,
@@ -148,7 +160,7 @@ def search(
                     hint="give queries with an embedding field, or rebuild the index from `embcli embed` output",
                 )
             encoder = encoder_from_provenance(
-                prov,
+                query_model(prov, model, readers[0].path),
                 prompt=query_prompt,
                 prompt_name=prompt_name,
                 device=device.value,
@@ -267,7 +279,11 @@ def _emit(writer, readers, chunk, hits, flat, output_field, vector_field, model_
 
 
 def _differs(query: object, index: dict) -> bool:
-    """A query vector must come from the index's model and options; only the prompt may differ."""
+    """A query vector must come from the index's model and options; only the prompt may differ.
+
+    The model is known by its sha256: the same model read from another path
+    (relative, moved) is the same model.
+    """
     if not isinstance(query, dict):
         return True
-    return any(query.get(k) != v for k, v in index.items() if k != "prompt")
+    return any(query.get(k) != v for k, v in index.items() if k not in ("prompt", "model"))

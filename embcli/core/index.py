@@ -605,9 +605,6 @@ def _lock_index(path: Path) -> int:
     return fd
 
 
-_ERRNO_BY_TEXT = {os.strerror(n): name for n, name in errno.errorcode.items()}
-
-
 def _errno_text(e: OSError) -> str:
     """'No space left on device (ENOSPC)': the message and the errno's name."""
     name = errno.errorcode.get(e.errno or 0)
@@ -627,28 +624,31 @@ def _writing(path: Path) -> Iterator[None]:
 
 
 def _save_usearch(index: object, path: Path) -> None:
-    """usearch's save, with its failures named: it reports only strerror, and never checks fclose.
+    """usearch's save, with a failure named by its errno, which usearch drops.
 
-    A failed final flush leaves a short file and no error: caught by the size
-    check, and named by writing the missing bytes ourselves (the file is
-    removed by abort anyway).
+    usearch reports a failed write as "Failed to serialize into stream" and
+    never checks fclose, so a failed final flush leaves a short file and no
+    error. Either way, writing the missing bytes ourselves gets the errno back
+    (ENOSPC, EIO, EFBIG, ...): the half-written file is removed by abort anyway.
     """
     try:
         index.save(str(path))
+        failed = None
     except RuntimeError as e:
-        text = str(e).strip()
-        name = _ERRNO_BY_TEXT.get(text)
-        raise EmbcliError(f"cannot write index file: {text}{f' ({name})' if name else ''}, {path}") from None
-    want, size = index.serialized_length, path.stat().st_size
-    if size != want:
-        with _writing(path):
-            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
-            try:
-                os.write(fd, bytes(min(want - size, 1 << 20)))
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-        raise EmbcliError(f"cannot write index file: short write ({size:,} of {want:,} bytes), {path}")
+        failed = str(e).strip()
+    want = index.serialized_length
+    size = path.stat().st_size if path.exists() else 0
+    if failed is None and size == want:
+        return
+    with _writing(path):
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            os.write(fd, bytes(max(1, min(want - size, 1 << 20))))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    why = f"usearch: {failed}" if failed else f"short write, {size:,} of {want:,} bytes"
+    raise EmbcliError(f"cannot write index file: {why}, {path}")
 
 
 class IndexWriter:
