@@ -228,8 +228,13 @@ def check_usearch_file(buf: np.ndarray, m: dict, p: Path) -> None:
         raise bad("no matrix header")
     rows, cols = (int(x) for x in _ints(buf, 0, "<u4", 2))
     head = 8 + rows * cols
-    if cols != _vector_bytes(m["dims"], m["dtype"]) or head + 64 + 40 > size:
-        raise bad(f"matrix of {rows} x {cols} bytes does not fit the file or the manifest's {m['dims']}-d {m['dtype']}")
+    if head + 64 + 40 > size:
+        raise bad(f"a matrix of {rows} x {cols} bytes does not fit in {size:,} bytes")
+    if cols != _vector_bytes(m["dims"], m["dtype"]):
+        raise IncompatibleError(
+            f"index manifest and vectors disagree (manifest: {m['dims']}-d {m['dtype']}, "
+            f"{_vector_bytes(m['dims'], m['dtype'])} bytes a vector; file: {cols} bytes a vector), {p}"
+        )
     if bytes(buf[head : head + 7]) != b"usearch":
         raise bad("not a usearch file")
     major = int(_ints(buf, head + 7, "<u2", 1)[0])
@@ -316,6 +321,17 @@ def _check_lists(lists: np.ndarray, cap: int, n: int, level: np.ndarray | None, 
             raise bad("a neighbour on a level above its own")
 
 
+def _restore(vectors: mmap.mmap, p: Path, view: bool) -> object:
+    """usearch over checked bytes; anything it still refuses is a corrupt index, not an internal error."""
+    try:
+        index = usearch_index().restore(vectors, view=view)
+    except (RuntimeError, ValueError) as e:
+        raise IncompatibleError(f"index vectors file is corrupt (usearch: {e}), {p}") from None
+    if index is None:
+        raise IncompatibleError(f"index vectors file is corrupt (not a usearch file), {p}")
+    return index
+
+
 OPEN_RETRIES = 20  # generations a reader may see replaced under it before it gives up
 SQLITE_MAGIC = b"SQLite format 3\x00"
 
@@ -390,7 +406,7 @@ class IndexReader:
             raise IncompatibleError(f"index file is empty, {_file_path(self.path, m, 'vectors')}")
         check_usearch_file(np.frombuffer(vectors, dtype=np.uint8), m, _file_path(self.path, m, "vectors"))
         self._mapped = vectors  # usearch reads from it: it must live as long as the index
-        self.index = usearch_index().restore(vectors, view=True)
+        self.index = _restore(vectors, _file_path(self.path, m, "vectors"), view=True)
         self.index.expansion_search = m["expansion_search"]
         self.db = _open_meta(_file_path(self.path, m, "meta"), m)
         try:
@@ -745,7 +761,7 @@ class IndexWriter:
         self.store_text = old.get("store_text", True)
         self.options.keep_floats = "floats" in old["files"]
         # Loaded from the very bytes just checked (a copy: the mapping can go).
-        self.index = usearch_index().restore(vectors, view=False)
+        self.index = _restore(vectors, _file_path(self.path, old, "vectors"), view=False)
         self.index.expansion_add = self.options.expansion_add
 
     # ------------------------------------------------------------------ changes
@@ -755,7 +771,7 @@ class IndexWriter:
         prov = absolute_model(prov)
         if not self._provenance_known:
             self.provenance, self._provenance_known = prov, True
-        elif prov != self.provenance:
+        elif _without_name(prov) != _without_name(self.provenance):
             raise IncompatibleError(
                 f"vectors from another model or options ({_describe(prov)}) "
                 f"than the index ({_describe(self.provenance)}), {where}",
@@ -936,6 +952,13 @@ def _local_model(name: str) -> str | None:
         return None
     path = Path(name).expanduser()
     return os.path.abspath(path) if path.is_dir() else None  # abspath: a symlinked model dir stays a link
+
+
+def _without_name(prov: dict | None) -> dict | None:
+    """A model is known by its sha256: the same one named by another path is the same model."""
+    if not isinstance(prov, dict) or "model_sha256" not in prov:
+        return prov
+    return {k: v for k, v in prov.items() if k != "model"}
 
 
 def absolute_model(prov: dict | None) -> dict | None:
