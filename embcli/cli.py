@@ -64,7 +64,7 @@ def _global(
 
 
 app.command("embed")(embed.embed)
-app.command("index")(index.index)
+app.command("index", cls=index.IndexCommand)(index.index)
 app.command("search")(search.search)
 app.command("quantize")(quantize.quantize)
 app.command("diff")(diff.diff)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Optional
 
 import typer
+from typer.core import TyperCommand
 
 from embcli.choices import DTYPES, METRICS
 from embcli.commands import _options as o
@@ -57,6 +58,15 @@ IdsOpt = Annotated[
         help="For NPY input: ids, one per line, in row order. Default: row numbers.",
         show_default=False,
         rich_help_panel=o.IO,
+    ),
+]
+VerifyOpt = Annotated[
+    bool,
+    typer.Option(
+        "--verify",
+        help="Check the index given as -o or INPUT in full: sizes, graph structure, every file's sha256, "
+        "SQLite's own check. Exit 0 if sound, 4 if corrupt. Also `embcli index verify PATH`.",
+        rich_help_panel=INDEX,
     ),
 ]
 ModelOpt = Annotated[
@@ -132,12 +142,22 @@ ThreadsOpt = Annotated[
 ]
 
 
+class IndexCommand(TyperCommand):
+    """`embcli index verify PATH` is `embcli index --verify PATH` (an input file named verify: ./verify)."""
+
+    def parse_args(self, ctx, args: list[str]) -> list[str]:
+        if args[:1] == ["verify"]:
+            args = ["--verify", *args[1:]]
+        return super().parse_args(ctx, args)
+
+
 def index(
     input: o.InputArg = None,
     output: OutputOpt = None,
     append: AppendOpt = False,
     force: ForceOpt = False,
     delete_ids: DeleteIdsOpt = None,
+    verify: VerifyOpt = False,
     ids: IdsOpt = None,
     model: ModelOpt = None,
     metric: MetricOpt = Metric.cos,
@@ -159,13 +179,22 @@ def index(
     Needs the whole input before the index is published. The index is a
     directory: usearch HNSW vectors, SQLite payloads (every field but the
     vector), and a manifest with the model, options and checksums. Writes are
-    atomic: a crash leaves the previous index loadable.
+    atomic: a crash leaves the previous index loadable. Opening an index checks
+    sizes, headers and the graph's structure; `embcli index verify PATH` also
+    checks every checksum.
     """
     from embcli.errors import UsageError
     from embcli.io.streams import BadRecords, Source, iter_embedded, read_ids
-    from embcli.search.index import IndexOptions, IndexWriter, disk_bytes
+    from embcli.search.index import IndexOptions, IndexWriter, disk_bytes, verify_index
     from embcli.search.ingest import IngestOptions, add_all
 
+    if verify:
+        path = output or input
+        if not path or (output and input) or delete_ids is not None:
+            raise UsageError("--verify takes the index as -o PATH (or as the argument), and nothing else")
+        m = verify_index(path)
+        say(f"{path}: sound, {m['count']:,} vectors, {m['dims']}-d {m['dtype']} {m['metric']}", quiet)
+        return
     if delete_ids is not None:
         path = output or input
         if not path or (output and input):

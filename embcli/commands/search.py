@@ -98,6 +98,19 @@ PromptNameOpt = Annotated[
     ),
 ]
 
+ModelOpt = Annotated[
+    Optional[str],
+    typer.Option(
+        "-m",
+        "--model",
+        metavar="NAME",
+        help="Where the index's model is now (e.g. a moved model directory) for text queries; "
+        "it must be the same model (checked by sha256). Default: the model the index records.",
+        show_default=False,
+        rich_help_panel=o.MODEL,
+    ),
+]
+
 
 def search(
     indexes: IndexesOpt,
@@ -112,6 +125,7 @@ def search(
     output_field: OutputFieldOpt = "results",
     query_prompt: QueryPromptOpt = None,
     prompt_name: PromptNameOpt = None,
+    model: ModelOpt = None,
     text_field: o.TextField = "text",
     vector_field: o.VectorField = "embedding",
     model_field: o.ModelField = "embedding_model",
@@ -134,7 +148,7 @@ def search(
 
     searcher = Searcher(
         indexes,
-        QueryOptions(query_prompt, prompt_name, device.value, threads, batch_size),
+        QueryOptions(query_prompt, prompt_name, device.value, threads, batch_size, model),
     )
     options = SearchOptions(k, exact, where_, expansion_search, full_scan_threshold, rescore)
     bad = BadRecords(skip=on_error is o.OnError.skip)

@@ -52,7 +52,11 @@ def is_valid(prov: object, width: int) -> bool:
 
 
 def differs_from_index(query: object, index: dict) -> bool:
-    """A query vector must come from the index's model and options; only the prompt may differ."""
+    """A query vector must come from the index's model and options; only the prompt may differ.
+
+    The model is known by its sha256: the same model read from another path (relative, moved)
+    is the same model.
+    """
     if not isinstance(query, dict):
         return True
-    return any(query.get(k) != v for k, v in index.items() if k != "prompt")
+    return any(query.get(k) != v for k, v in index.items() if k not in ("prompt", "model"))

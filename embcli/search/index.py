@@ -11,17 +11,23 @@ A write never touches a committed generation: it builds generation <gen+1>
 beside it, fsyncs it, and commits by atomically replacing manifest.json. A
 process killed at any moment leaves either the old or the new manifest, each
 naming complete files. Files no manifest names are leftovers, removed by the
-next writer. Readers check sizes and sha256 before usearch maps a byte.
+next writer. Opening checks sizes, headers and the graph's structure (numpy
+over the mapped file) before usearch maps a byte; full sha256 checksums are
+verified on write (an append re-reads the files it builds on) and by
+``verify_index`` (`embcli index verify`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
+import mmap
 import os
 import shutil
 import sqlite3
-from collections.abc import Iterable
+import stat
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,7 +36,7 @@ import orjson
 
 from embcli import __version__
 from embcli.choices import DTYPES, EXACT_SEARCH_LIMIT, METRICS
-from embcli.errors import IncompatibleError, InputError, UsageError
+from embcli.errors import EmbcliError, IncompatibleError, InputError, UsageError
 from embcli.io.files import atomic_file, fsync_dir, sha256_file
 from embcli.io.streams import NpyWriter
 from embcli.runtime.native import usearch_index
@@ -39,6 +45,7 @@ from embcli.search.filters import compile_where
 FORMAT = "embcli-index"
 VERSION = 1
 MANIFEST = "manifest.json"
+MANIFEST_MAX = 1 << 20  # a manifest is a few KB; anything far bigger is not one
 USEARCH_METRIC = {"cos": "cos", "ip": "ip", "l2": "l2sq"}  # ours -> usearch's
 # b1: one sign bit per dimension, searched by Hamming distance (pair it with --rescore).
 COMPACT = ("i8", "b1")  # dtypes that keep float vectors beside them for rescoring, by default
@@ -82,9 +89,13 @@ def read_manifest(path: Path) -> dict:
     if not path.is_dir():
         raise IncompatibleError(f"not an embcli index (expected a directory with {MANIFEST}), {path}")
     try:
-        raw = (path / MANIFEST).read_bytes()
+        fd = _open_regular(path / MANIFEST, "index manifest")
     except FileNotFoundError:
         raise IncompatibleError(f"not an embcli index (no {MANIFEST}), {path}") from None
+    with open(fd, "rb") as f:
+        raw = f.read(MANIFEST_MAX + 1)
+    if len(raw) > MANIFEST_MAX:
+        raise IncompatibleError(f"corrupt index manifest (over {MANIFEST_MAX:,} bytes), {path / MANIFEST}")
     try:
         m = orjson.loads(raw)
     except orjson.JSONDecodeError:
@@ -102,46 +113,266 @@ def read_manifest(path: Path) -> dict:
             and m["metric"] in METRICS
             and m["dtype"] in DTYPES
             and isinstance(m["count"], int)
+            and isinstance(m["next_key"], int)
+            and isinstance(m["files"], dict)
             and {"vectors", "meta"} <= set(m["files"])
-            and all(isinstance(f[k], (str, int)) for f in m["files"].values() for k in ("name", "bytes", "sha256"))
+            and all(
+                isinstance(f["name"], str) and isinstance(f["bytes"], int) and isinstance(f["sha256"], str)
+                for f in m["files"].values()
+            )
         )
-    except (KeyError, TypeError):
+    except (KeyError, TypeError, AttributeError):
         ok = False
     if not ok:
         raise IncompatibleError(f"corrupt index manifest (missing or bad fields), {path / MANIFEST}")
     return m
 
 
-def _check_files(path: Path, m: dict) -> None:
-    for f in m["files"].values():
-        p = path / f["name"]
-        if os.path.basename(f["name"]) != f["name"]:
-            raise IncompatibleError(f"corrupt index manifest (bad file name), {path / MANIFEST}")
-        try:
-            size = p.stat().st_size
-        except FileNotFoundError:
-            raise IncompatibleError(f"index file is missing, {p}") from None
-        if size != f["bytes"]:
-            raise IncompatibleError(f"index file is truncated or changed ({size} bytes, expected {f['bytes']}), {p}")
+def _open_regular(p: Path, what: str) -> int:
+    """A read-only descriptor of ``p``, refused unless it is a regular file.
+
+    Non-blocking, so a FIFO planted in the index opens at once and is refused
+    instead of waiting for a writer; a device (a symlink to /dev/zero) is
+    refused before a byte of it is read. FileNotFoundError passes through.
+    """
+    fd = os.open(p, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise IncompatibleError(f"{what} is not a regular file, {p}")
+    return fd
+
+
+def _open_index_file(p: Path) -> int:
+    try:
+        return _open_regular(p, "index file")
+    except FileNotFoundError:
+        raise IncompatibleError(f"index file is missing, {p}") from None
+
+
+def _file_path(path: Path, m: dict, role: str) -> Path:
+    name = m["files"][role]["name"]
+    if not isinstance(name, str) or os.path.basename(name) != name or name in ("", ".", ".."):
+        raise IncompatibleError(f"corrupt index manifest (bad file name), {path / MANIFEST}")
+    return path / name
+
+
+def _map_file(path: Path, m: dict, role: str) -> mmap.mmap | None:
+    """The file of ``role`` mapped read-only, after checking it is a regular file of the recorded size.
+
+    The mapping keeps the bytes readable even after a writer unlinks the file,
+    and it is the very bytes that get checked and then handed to usearch.
+    None for an empty file (mmap cannot map 0 bytes; no index file is empty).
+    """
+    p = _file_path(path, m, role)
+    fd = _open_index_file(p)
+    try:
+        size = os.fstat(fd).st_size
+        want = m["files"][role]["bytes"]
+        if size != want:
+            raise IncompatibleError(f"index file is truncated or changed ({size} bytes, expected {want}), {p}")
+        return mmap.mmap(fd, size, access=mmap.ACCESS_READ) if size else None
+    finally:
+        os.close(fd)
+
+
+def verify_checksums(path: Path, m: dict) -> None:
+    """Full sha256 of every file the manifest names (on write and by `index verify`, not on open)."""
+    for role, f in m["files"].items():
+        p = _file_path(path, m, role)
+        os.close(_open_index_file(p))
         if sha256_file(p) != f["sha256"]:
             raise IncompatibleError(f"index file fails its checksum (corrupt), {p}")
 
 
-def _check_usearch_meta(p: Path, m: dict) -> None:
-    """The vectors file must be what the manifest says: dimensions, dtype, metric, count."""
-    meta = usearch_index().metadata(str(p))
-    if meta is None:
-        raise IncompatibleError(f"not a usearch file, {p}")
-    want = {"dimensions": m["dims"], "count_present": m["count"]}
-    got = {"dimensions": meta["dimensions"], "count_present": meta["count_present"]}
-    scalar = str(meta["kind_scalar"]).rsplit(".", 1)[-1].split(":")[0].lower()
-    metric = str(meta["kind_metric"]).rsplit(".", 1)[-1].split(":")[0].lower()
-    usearch_metric = "hamming" if m["dtype"] == "b1" else USEARCH_METRIC[m["metric"]]
-    if got != want or scalar != m["dtype"] or metric != usearch_metric:
+# ---------------------------------------------------------------- usearch file structure
+#
+# The dense usearch file (2.x, checked against files written by 2.26):
+#   u32 rows, u32 bytes per vector; rows x bytes of vectors;
+#   64-byte head: "usearch", u16 version x3, u8 metric, scalar, key and slot kinds,
+#     u64 count_present, count_deleted, dimensions, u8 multi;
+#   graph head: u64 size, connectivity, connectivity_base, max_level, entry_slot;
+#   i16 level per node; then per node: u64 key, i16 level, and for each level 0..level
+#     a u32 neighbour count and room for connectivity_base (level 0) or connectivity u32 slots.
+# usearch trusts all of it: a slot out of range or a level that lies sends it past the file.
+
+_SCALAR_KINDS = {"f32": 11, "f16": 12, "i8": 23, "b1": 1}
+_METRIC_KINDS = {"cos": 99, "ip": 105, "l2sq": 101, "hamming": 98}
+_KEY_U64, _SLOT_U32 = 14, 15
+_FREE_KEY = np.uint64(2**64 - 1)  # the key of a removed node's slot
+_MAX_LEVEL = 64  # levels are drawn with P(level >= l) = M^-l: anything near this is crafted
+_MAX_CONNECTIVITY = 1 << 12
+_NODE_CHUNK = 1 << 16  # nodes gathered at once: bounded memory at any size
+
+
+def _vector_bytes(dims: int, dtype: str) -> int:
+    return {"f32": 4 * dims, "f16": 2 * dims, "i8": dims, "b1": (dims + 7) // 8}[dtype]
+
+
+def _ints(buf: np.ndarray, offset: int, dtype: str, count: int) -> np.ndarray:
+    return np.frombuffer(buf, dtype=dtype, count=count, offset=offset)
+
+
+def check_usearch_file(buf: np.ndarray, m: dict, p: Path) -> None:
+    """Refuse a vectors file whose header or graph usearch could not map safely (exit 4).
+
+    ``buf`` is the whole file as uint8. Checks the header against the manifest,
+    then every node's level and offset, and every neighbour list's count, slots
+    and levels, all vectorized over the file: cheap at a million vectors.
+    """
+
+    def bad(why: str) -> IncompatibleError:
+        return IncompatibleError(f"index vectors file is corrupt ({why}), {p}")
+
+    size = len(buf)
+    if size < 8:
+        raise bad("no matrix header")
+    rows, cols = (int(x) for x in _ints(buf, 0, "<u4", 2))
+    head = 8 + rows * cols
+    if head + 64 + 40 > size:
+        raise bad(f"a matrix of {rows} x {cols} bytes does not fit in {size:,} bytes")
+    if cols != _vector_bytes(m["dims"], m["dtype"]):
+        raise IncompatibleError(
+            f"index manifest and vectors disagree (manifest: {m['dims']}-d {m['dtype']}, "
+            f"{_vector_bytes(m['dims'], m['dtype'])} bytes a vector; file: {cols} bytes a vector), {p}"
+        )
+    if bytes(buf[head : head + 7]) != b"usearch":
+        raise bad("not a usearch file")
+    major = int(_ints(buf, head + 7, "<u2", 1)[0])
+    metric, scalar, key_kind, slot_kind = (int(x) for x in buf[head + 13 : head + 17])
+    present, deleted, dims = (int(x) for x in _ints(buf, head + 17, "<u8", 3))
+    want_metric = _METRIC_KINDS["hamming" if m["dtype"] == "b1" else USEARCH_METRIC[m["metric"]]]
+    if (dims, present, scalar, metric) != (m["dims"], m["count"], _SCALAR_KINDS[m["dtype"]], want_metric):
         raise IncompatibleError(
             f"index manifest and vectors disagree (manifest: {m['dims']}-d {m['dtype']} {m['metric']}, "
-            f"{m['count']} vectors; file: {got['dimensions']}-d {scalar} {metric}, {got['count_present']}), {p}"
+            f"{m['count']} vectors; file: {dims}-d, scalar kind {scalar}, metric kind {metric}, {present}), {p}"
         )
+    if major != 2 or key_kind != _KEY_U64 or slot_kind != _SLOT_U32 or buf[head + 41] != 0:
+        raise bad(f"usearch format {major}, key kind {key_kind}, slot kind {slot_kind}: not one this embcli writes")
+    if present + deleted != rows:
+        raise bad(f"{present} present and {deleted} deleted vectors, {rows} rows")
+    _check_graph(buf, head + 64, rows, m, bad)
+
+
+def _check_graph(buf: np.ndarray, g: int, rows: int, m: dict, bad) -> None:
+    n, conn, conn_base, max_level, entry = (int(x) for x in _ints(buf, g, "<u8", 5))
+    if n != rows:
+        raise bad(f"graph of {n} nodes for {rows} vectors")
+    if not (2 <= conn <= conn_base <= _MAX_CONNECTIVITY) or max_level > _MAX_LEVEL:
+        raise bad(f"connectivity {conn}/{conn_base}, max level {max_level}")
+    start = g + 40 + 2 * n
+    if n == 0:
+        if start != len(buf):
+            raise bad(f"{len(buf) - start} bytes after an empty graph")
+        return
+    if start > len(buf):
+        raise bad("node levels run past the end of the file")
+    levels = _ints(buf, g + 40, "<i2", n).astype(np.int64)
+    if levels.min() < 0 or levels.max() != max_level or entry >= n or levels[entry] != max_level:
+        raise bad(f"node levels {levels.min()}..{levels.max()}, max level {max_level}, entry {entry} of {n}")
+    base_bytes, level_bytes = 4 + 4 * conn_base, 4 + 4 * conn
+    node_bytes = 10 + base_bytes + levels * level_bytes
+    offsets = np.empty(n, dtype=np.int64)
+    offsets[0] = start
+    np.cumsum(node_bytes[:-1], out=offsets[1:])
+    offsets[1:] += start
+    end = int(offsets[-1] + node_bytes[-1])
+    if end != len(buf):
+        raise bad(f"nodes end at byte {end:,}, the file at {len(buf):,}")
+    windows = np.lib.stride_tricks.sliding_window_view(buf, 10 + base_bytes)
+    live = 0
+    for lo in range(0, n, _NODE_CHUNK):
+        # Node head and level-0 list, one row of bytes per node.
+        rec = np.ascontiguousarray(windows[offsets[lo : lo + _NODE_CHUNK]])
+        keys = rec[:, :8].copy().view("<u8")[:, 0]
+        if np.any(rec[:, 8:10].copy().view("<i2")[:, 0] != levels[lo : lo + _NODE_CHUNK]):
+            raise bad("a node's level differs from the level table")
+        if np.any((keys != _FREE_KEY) & (keys >= m["next_key"])):
+            raise bad(f"a key beyond the manifest's next key {m['next_key']}")
+        live += int(np.count_nonzero(keys != _FREE_KEY))
+        _check_lists(rec[:, 10:].copy().view("<u4"), conn_base, n, None, levels, bad)
+    if live != m["count"]:
+        raise bad(f"{live} live nodes, the manifest says {m['count']}")
+    # Upper levels: node i has lists 1..levels[i] after its level-0 list.
+    upper = np.flatnonzero(levels)
+    if not len(upper):
+        return
+    owners = np.repeat(upper, levels[upper])
+    first = np.cumsum(levels[upper]) - levels[upper]
+    lvl = np.arange(len(owners)) - np.repeat(first, levels[upper]) + 1
+    starts = offsets[owners] + 10 + base_bytes + (lvl - 1) * level_bytes
+    windows = np.lib.stride_tricks.sliding_window_view(buf, level_bytes)
+    for lo in range(0, len(starts), _NODE_CHUNK):
+        lists = np.ascontiguousarray(windows[starts[lo : lo + _NODE_CHUNK]]).view("<u4")
+        _check_lists(lists, conn, n, lvl[lo : lo + _NODE_CHUNK], levels, bad)
+
+
+def _check_lists(lists: np.ndarray, cap: int, n: int, level: np.ndarray | None, levels: np.ndarray, bad) -> None:
+    """Rows of (count, slot x cap): counts within room, used slots name nodes that reach ``level``."""
+    counts = lists[:, 0].astype(np.int64)
+    if np.any(counts > cap):
+        raise bad(f"a neighbour list of {counts.max()} entries with room for {cap}")
+    used = np.arange(cap) < counts[:, None]
+    slots = lists[:, 1:].astype(np.int64)
+    if np.any(used & (slots >= n)):
+        raise bad(f"a neighbour slot {slots[used].max()} out of range ({n} nodes)")
+    if level is not None:
+        reach = levels[np.where(used, slots, 0)]
+        if np.any(used & (reach < level[:, None])):
+            raise bad("a neighbour on a level above its own")
+
+
+def _restore(vectors: mmap.mmap, p: Path, view: bool) -> object:
+    """usearch over checked bytes; anything it still refuses is a corrupt index, not an internal error."""
+    try:
+        index = usearch_index().restore(vectors, view=view)
+    except (RuntimeError, ValueError) as e:
+        raise IncompatibleError(f"index vectors file is corrupt (usearch: {e}), {p}") from None
+    if index is None:
+        raise IncompatibleError(f"index vectors file is corrupt (not a usearch file), {p}")
+    return index
+
+
+OPEN_RETRIES = 20  # generations a reader may see replaced under it before it gives up
+SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
+def _open_meta(p: Path, m: dict) -> sqlite3.Connection:
+    """The payload database, read-only; its header checked before SQLite parses it."""
+    fd = _open_index_file(p)
+    try:
+        size, magic = os.fstat(fd).st_size, os.pread(fd, 16, 0)
+    finally:
+        os.close(fd)
+    if size != m["files"]["meta"]["bytes"]:
+        raise IncompatibleError(f"index file is truncated or changed ({size} bytes), {p}")
+    if magic != SQLITE_MAGIC:
+        raise IncompatibleError(f"index metadata is not an SQLite file, {p}")
+    db = sqlite3.connect(p.resolve().as_uri() + "?mode=ro&immutable=1", uri=True, check_same_thread=False)
+    try:
+        db.execute("SELECT key, id, payload FROM items LIMIT 0").fetchall()  # opens the file now, checks the table
+    except sqlite3.Error:
+        db.close()
+        raise
+    return db
+
+
+def _open_floats(path: Path, m: dict) -> np.ndarray:
+    """The kept float32 vectors (row i = key i), header and size checked, memory-mapped."""
+    p = _file_path(path, m, "floats")
+    fd = _open_index_file(p)
+    with open(fd, "rb") as f:
+        try:
+            version = np.lib.format.read_magic(f)
+            read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else None
+            read_header = read_header or np.lib.format.read_array_header_2_0
+            shape, fortran, dtype = read_header(f)
+        except (ValueError, OSError) as e:
+            raise IncompatibleError(f"index float vectors are not an NPY array ({e}), {p}") from None
+        offset, size = f.tell(), os.fstat(fd).st_size
+        want = (m["next_key"], m["dims"])
+        if tuple(shape) != want or fortran or dtype != np.dtype("<f4") or offset + 4 * want[0] * want[1] != size:
+            raise IncompatibleError(f"index float vectors are {shape} {dtype}, expected {want} float32, {p}")
+        return np.memmap(f, dtype="<f4", mode="r", offset=offset, shape=want)
 
 
 class IndexReader:
@@ -149,28 +380,41 @@ class IndexReader:
 
     def __init__(self, path: str | os.PathLike) -> None:
         self.path = Path(path)
-        for attempt in range(2):  # a writer may replace the generation between reads
+        # A writer may commit a new generation and unlink this one at any moment. Whatever
+        # fails while it does is retried on the new manifest; mapped files stay readable
+        # after their unlink. Readers take no lock: they never block a writer.
+        for attempt in range(OPEN_RETRIES):
             self.manifest = read_manifest(self.path)
             try:
-                _check_files(self.path, self.manifest)
+                self._open(self.manifest)
                 break
-            except IncompatibleError:
-                if attempt or read_manifest(self.path) == self.manifest:
+            except (IncompatibleError, sqlite3.Error) as e:
+                if attempt == OPEN_RETRIES - 1 or read_manifest(self.path) == self.manifest:
+                    if isinstance(e, sqlite3.Error):
+                        meta = self.path / self.manifest["files"]["meta"]["name"]
+                        raise IncompatibleError(f"index metadata is unreadable ({e}), {meta}") from None
                     raise
         m = self.manifest
-        vec_path = self.path / m["files"]["vectors"]["name"]
-        _check_usearch_meta(vec_path, m)
-        self.index = usearch_index().restore(str(vec_path), view=True)
-        self.index.expansion_search = m["expansion_search"]
-        uri = (self.path / m["files"]["meta"]["name"]).resolve().as_uri() + "?mode=ro&immutable=1"
-        self.db = sqlite3.connect(uri, uri=True, check_same_thread=False)
         self.dims: int = m["dims"]
         self.metric: str = m["metric"]
         self.dtype: str = m["dtype"]
         self.count: int = m["count"]
-        floats = m["files"].get("floats")
-        # Float vectors for rescoring and exact search: memory-mapped, read only where touched.
-        self.floats = np.load(self.path / floats["name"], mmap_mode="r") if floats else None
+
+    def _open(self, m: dict) -> None:
+        vectors = _map_file(self.path, m, "vectors")
+        if vectors is None:
+            raise IncompatibleError(f"index file is empty, {_file_path(self.path, m, 'vectors')}")
+        check_usearch_file(np.frombuffer(vectors, dtype=np.uint8), m, _file_path(self.path, m, "vectors"))
+        self._mapped = vectors  # usearch reads from it: it must live as long as the index
+        self.index = _restore(vectors, _file_path(self.path, m, "vectors"), view=True)
+        self.index.expansion_search = m["expansion_search"]
+        self.db = _open_meta(_file_path(self.path, m, "meta"), m)
+        try:
+            # Float vectors for rescoring and exact search: memory-mapped, read only where touched.
+            self.floats = _open_floats(self.path, m) if "floats" in m["files"] else None
+        except BaseException:
+            self.db.close()
+            raise
 
     @property
     def provenance(self) -> dict | None:
@@ -355,6 +599,74 @@ class IndexReader:
         return out
 
 
+def _lock_index(path: Path) -> int:
+    """Take the index's writer lock; the lock file is never followed through a symlink nor truncated."""
+    lock = path / ".lock"
+    try:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0o644)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise IncompatibleError(
+                f"index lock file is a symlink, not followed, {lock}", hint="remove it if nothing is writing the index"
+            ) from None
+        raise EmbcliError(f"cannot open the index lock file: {_errno_text(e)}, {lock}") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise IncompatibleError(f"index lock file is not a regular file, {lock}")
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise UsageError(f"index is being written by another embcli process, {path}") from None
+    return fd
+
+
+def _errno_text(e: OSError) -> str:
+    """'No space left on device (ENOSPC)': the message and the errno's name."""
+    name = errno.errorcode.get(e.errno or 0)
+    return f"{e.strerror or e} ({name})" if name else str(e.strerror or e)
+
+
+@contextlib.contextmanager
+def _writing(path: Path) -> Iterator[None]:
+    """Name a failed write (full disk, I/O error, broken pipe) with its errno and the file (exit 1)."""
+    try:
+        yield
+    except OSError as e:
+        raise EmbcliError(f"cannot write index file: {_errno_text(e)}, {path}") from None
+    except sqlite3.OperationalError as e:
+        code = getattr(e, "sqlite_errorname", None)
+        raise EmbcliError(f"cannot write index file: {e}{f' ({code})' if code else ''}, {path}") from None
+
+
+def _save_usearch(index: object, path: Path) -> None:
+    """usearch's save, with a failure named by its errno, which usearch drops.
+
+    usearch reports a failed write as "Failed to serialize into stream" and
+    never checks fclose, so a failed final flush leaves a short file and no
+    error. Either way, writing the missing bytes ourselves gets the errno back
+    (ENOSPC, EIO, EFBIG, ...): the half-written file is removed by abort anyway.
+    """
+    try:
+        index.save(str(path))
+        failed = None
+    except RuntimeError as e:
+        failed = str(e).strip()
+    want = index.serialized_length
+    size = path.stat().st_size if path.exists() else 0
+    if failed is None and size == want:
+        return
+    with _writing(path):
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            os.write(fd, bytes(max(1, min(want - size, 1 << 20))))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    why = f"usearch: {failed}" if failed else f"short write, {size:,} of {want:,} bytes"
+    raise EmbcliError(f"cannot write index file: {why}, {path}")
+
+
 class IndexWriter:
     """Builds the next generation of an index; nothing is visible until ``commit``."""
 
@@ -382,62 +694,84 @@ class IndexWriter:
             raise UsageError(f"directory is not empty and holds no index, {self.path}")
         self._created = not self.path.exists()
         self.path.mkdir(parents=True, exist_ok=True)
-        self._lock = open(self.path / ".lock", "w")  # noqa: SIM115 - held until commit/abort
+        self._lock = _lock_index(self.path)
+        # Everything below may fail (bad old files, a full disk): then nothing of it stays.
+        self._floats = None
+        self.db: sqlite3.Connection | None = None
+        self.vec_name = self.meta_name = self.floats_name = ""
         try:
-            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise UsageError(f"index is being written by another embcli process, {self.path}") from None
+            self._start(exists and append, options)
+        except BaseException:
+            self.abort()
+            raise
+        self.added = self.replaced = self.deleted = 0
+        self._provenance_known = self.old is not None
+
+    def _start(self, append: bool, options: IndexOptions) -> None:
+        # An append reads the manifest before any cleanup: an odd one is refused with nothing removed.
+        self.old = read_manifest(self.path) if append else None
         self._remove_leftovers(keep=())
-        self.old = read_manifest(self.path) if exists and append else None
         gen = (self.old["generation"] + 1) if self.old else _next_generation(self.path)
         self.vec_name, self.meta_name = f"vectors.{gen}.usearch", f"meta.{gen}.sqlite"
         self.floats_name = f"floats.{gen}.npy"
         self.generation = gen
         meta_path = self.path / self.meta_name
         if self.old:
-            _check_files(self.path, self.old)
-            _check_usearch_meta(self.path / self.old["files"]["vectors"]["name"], self.old)
-            self.options = IndexOptions(
-                **{f: self.old[f] for f in ("metric", "dtype", "connectivity", "expansion_add", "expansion_search")}
-            )
-            self.dims: int | None = self.old["dims"]
-            self.provenance: dict | None = self.old.get("provenance")
-            self.next_key: int = self.old["next_key"]
-            self.store_text = self.old.get("store_text", True)
-            self.options.keep_floats = "floats" in self.old["files"]
-            self.index = usearch_index().restore(str(self.path / self.old["files"]["vectors"]["name"]), view=False)
-            self.index.expansion_add = self.options.expansion_add
-            shutil.copyfile(self.path / self.old["files"]["meta"]["name"], meta_path)
+            self._load_old()
+            with _writing(meta_path):
+                shutil.copyfile(self.path / self.old["files"]["meta"]["name"], meta_path)
             self.db = sqlite3.connect(meta_path)
         else:
             options.check()
             self.options, self.dims, self.provenance, self.next_key = options, None, None, 0
             self.index = None
             self.db = sqlite3.connect(meta_path)
-            self.db.executescript(_SCHEMA)
-        self._floats = None
+            with _writing(meta_path):
+                self.db.executescript(_SCHEMA)
         if self.options.keep_floats is None:
             self.options.keep_floats = self.options.dtype in COMPACT
         if self.options.keep_floats:
-            self._floats = open(self.path / self.floats_name, "wb")  # noqa: SIM115 - closed at commit/abort
+            floats_path = self.path / self.floats_name
+            self._floats = open(floats_path, "wb")  # noqa: SIM115 - closed at commit/abort
             self._floats_writer = NpyWriter(self._floats)
             if self.old:  # row i holds key i: carry the old rows over
-                old = np.load(self.path / self.old["files"]["floats"]["name"], mmap_mode="r")
-                for start in range(0, len(old), 65536):
-                    self._floats_writer.write(np.asarray(old[start : start + 65536]))
+                old = _open_floats(self.path, self.old)
+                with _writing(floats_path):
+                    for start in range(0, len(old), 65536):
+                        self._floats_writer.write(np.asarray(old[start : start + 65536]))
         # The file is not committed until fsynced and named by the manifest: no journal needed.
         self.db.execute("PRAGMA journal_mode=OFF")
         self.db.execute("PRAGMA synchronous=OFF")
-        self.added = self.replaced = self.deleted = 0
-        self._provenance_known = self.old is not None
+
+    def _load_old(self) -> None:
+        """The committed generation to build on: checksums, structure, then loaded into memory."""
+        old = self.old
+        verify_checksums(self.path, old)  # every byte is read below anyway: verify on write
+        vectors = _map_file(self.path, old, "vectors")
+        if vectors is None:
+            raise IncompatibleError(f"index file is empty, {_file_path(self.path, old, 'vectors')}")
+        check_usearch_file(np.frombuffer(vectors, dtype=np.uint8), old, _file_path(self.path, old, "vectors"))
+        _open_meta(_file_path(self.path, old, "meta"), old).close()
+        self.options = IndexOptions(
+            **{f: old[f] for f in ("metric", "dtype", "connectivity", "expansion_add", "expansion_search")}
+        )
+        self.dims: int | None = old["dims"]
+        self.provenance: dict | None = old.get("provenance")
+        self.next_key: int = old["next_key"]
+        self.store_text = old.get("store_text", True)
+        self.options.keep_floats = "floats" in old["files"]
+        # Loaded from the very bytes just checked (a copy: the mapping can go).
+        self.index = _restore(vectors, _file_path(self.path, old, "vectors"), view=False)
+        self.index.expansion_add = self.options.expansion_add
 
     # ------------------------------------------------------------------ changes
 
     def set_provenance(self, prov: dict | None, where: str) -> None:
         """The first batch sets the index's model; later ones must match it."""
+        prov = absolute_model(prov)
         if not self._provenance_known:
             self.provenance, self._provenance_known = prov, True
-        elif prov != self.provenance:
+        elif _without_name(prov) != _without_name(self.provenance):
             raise IncompatibleError(
                 f"vectors from another model or options ({_describe(prov)}) "
                 f"than the index ({_describe(self.provenance)}), {where}",
@@ -464,7 +798,8 @@ class IndexWriter:
         keys = np.arange(self.next_key, self.next_key + len(ids), dtype=np.uint64)
         self.next_key += len(ids)
         if self._floats is not None:
-            self._floats_writer.write(vectors)  # every key gets its row, even one replaced below
+            with _writing(self.path / self.floats_name):
+                self._floats_writer.write(vectors)  # every key gets its row, even one replaced below
         id_texts = [_id_key(int(key) if i is None else i) for i, key in zip(ids, keys, strict=True)]
         # Last one wins among duplicates inside this batch.
         last = {t: n for n, t in enumerate(id_texts)}
@@ -473,14 +808,15 @@ class IndexWriter:
             keys, vectors = keys[keep], vectors[keep]
             id_texts, payloads = [id_texts[n] for n in keep], [payloads[n] for n in keep]
         old = self._keys_for(id_texts)
-        if old:
-            self.index.remove(np.array(list(old.values()), dtype=np.uint64))
-            self.db.executemany("DELETE FROM items WHERE key = ?", [(k,) for k in old.values()])
-            self.replaced += len(old)
-        self.db.executemany(
-            "INSERT INTO items (key, id, payload) VALUES (?, ?, ?)",
-            [(int(k), t, self._payload(p)) for k, t, p in zip(keys, id_texts, payloads, strict=True)],
-        )
+        with _writing(self.path / self.meta_name):
+            if old:
+                self.index.remove(np.array(list(old.values()), dtype=np.uint64))
+                self.db.executemany("DELETE FROM items WHERE key = ?", [(k,) for k in old.values()])
+                self.replaced += len(old)
+            self.db.executemany(
+                "INSERT INTO items (key, id, payload) VALUES (?, ?, ?)",
+                [(int(k), t, self._payload(p)) for k, t, p in zip(keys, id_texts, payloads, strict=True)],
+            )
         # One thread builds the same graph every time; parallel inserts race and can
         # leave nodes unreachable (measured: up to 10 of 2,000 self-queries missed).
         coded = np.packbits(vectors > 0, axis=1) if self.options.dtype == "b1" else vectors
@@ -504,28 +840,31 @@ class IndexWriter:
         old = self._keys_for([_id_key(i) for i in ids])
         if old and self.index is not None:
             self.index.remove(np.array(list(old.values()), dtype=np.uint64))
-            self.db.executemany("DELETE FROM items WHERE key = ?", [(k,) for k in old.values()])
+            with _writing(self.path / self.meta_name):
+                self.db.executemany("DELETE FROM items WHERE key = ?", [(k,) for k in old.values()])
         self.deleted += len(old)
         return len(old)
 
     # ------------------------------------------------------------------ commit
 
     def commit(self) -> dict:
-        """Write, fsync and publish the new generation; then drop the old one."""
+        """Write, fsync, check and publish the new generation; then drop the old one."""
         if self.dims is None:
             raise InputError("no vectors to index")
         vec_path, meta_path = self.path / self.vec_name, self.path / self.meta_name
         files = [("vectors", vec_path), ("meta", meta_path)]
         if self._floats is not None:
-            self._floats_writer.close(width=self.dims)
-            self._floats.close()
+            with _writing(self.path / self.floats_name):
+                self._floats_writer.close(width=self.dims)
+                self._floats.close()
             files.append(("floats", self.path / self.floats_name))
-        self.db.commit()
-        count = self.db.execute("SELECT count(*) FROM items").fetchone()[0]
-        self.db.close()
-        self.index.save(str(vec_path))
+        with _writing(meta_path):
+            self.db.commit()
+            count = self.db.execute("SELECT count(*) FROM items").fetchone()[0]
+            self.db.close()
+        _save_usearch(self.index, vec_path)
         for _, p in files:
-            with open(p, "rb+") as f:
+            with _writing(p), open(p, "rb+") as f:
                 os.fsync(f.fileno())
         o = self.options
         manifest = {
@@ -545,7 +884,10 @@ class IndexWriter:
             "next_key": self.next_key,
             "files": {role: {"name": p.name, "bytes": p.stat().st_size, "sha256": sha256_file(p)} for role, p in files},
         }
-        with atomic_file(self.path / MANIFEST) as f:
+        # What readers will be refused, is never published: check the new files as a reader would.
+        vectors = _map_file(self.path, manifest, "vectors")
+        check_usearch_file(np.frombuffer(vectors, dtype=np.uint8), manifest, vec_path)
+        with _writing(self.path / MANIFEST), atomic_file(self.path / MANIFEST) as f:
             f.write(orjson.dumps(manifest, option=orjson.OPT_INDENT_2))
         fsync_dir(self.path)
         self._remove_leftovers(keep=tuple(p.name for _, p in files))
@@ -553,23 +895,27 @@ class IndexWriter:
         return manifest
 
     def abort(self) -> None:
-        with contextlib.suppress(Exception):
-            self.db.close()
-        with contextlib.suppress(FileNotFoundError):
-            (self.path / self.vec_name).unlink()
+        """Remove every file of the unpublished generation and release the lock."""
+        if self.db is not None:
+            with contextlib.suppress(Exception):
+                self.db.close()
         if self._floats is not None:
-            self._floats.close()
-        for name in (self.meta_name, self.floats_name):
-            with contextlib.suppress(FileNotFoundError):
-                (self.path / name).unlink()
+            with contextlib.suppress(OSError):
+                self._floats.close()
+        for name in (self.vec_name, self.meta_name, self.floats_name):
+            if name:  # unset when the failure came before the generation was chosen
+                with contextlib.suppress(FileNotFoundError):
+                    (self.path / name).unlink()
         self._unlock()
         if self._created:  # leave no empty index directory behind
             shutil.rmtree(self.path, ignore_errors=True)
 
     def _unlock(self) -> None:
-        with contextlib.suppress(Exception):
-            fcntl.flock(self._lock, fcntl.LOCK_UN)
-            self._lock.close()
+        if self._lock is not None:
+            with contextlib.suppress(OSError):
+                fcntl.flock(self._lock, fcntl.LOCK_UN)
+            os.close(self._lock)
+            self._lock = None
 
     def _remove_leftovers(self, keep: tuple[str, ...]) -> None:
         """Delete generation files no manifest names (from crashed or superseded writes)."""
@@ -596,6 +942,77 @@ def _is_ours(name: str) -> bool:
 def _next_generation(path: Path) -> int:
     gens = [int(p.name.split(".")[1]) for p in path.glob("*.*.*") if p.name.split(".")[1].isdigit()]
     return max(gens, default=0) + 1
+
+
+def _local_model(name: str) -> str | None:
+    """The absolute path of a model name that resolve_model would read as a local directory, else None."""
+    from embcli.store.models import ALIASES, BUILTIN
+
+    if name in BUILTIN or name in ALIASES:  # resolve_model looks these up first
+        return None
+    path = Path(name).expanduser()
+    return os.path.abspath(path) if path.is_dir() else None  # abspath: a symlinked model dir stays a link
+
+
+def _without_name(prov: dict | None) -> dict | None:
+    """A model is known by its sha256: the same one named by another path is the same model."""
+    if not isinstance(prov, dict) or "model_sha256" not in prov:
+        return prov
+    return {k: v for k, v in prov.items() if k != "model"}
+
+
+def absolute_model(prov: dict | None) -> dict | None:
+    """Provenance whose model, when it is a relative directory, is made absolute: the index works from any cwd."""
+    if not isinstance(prov, dict) or not isinstance(prov.get("model"), str):
+        return prov
+    local = _local_model(prov["model"])
+    return {**prov, "model": local} if local and local != prov["model"] else prov
+
+
+def query_model(prov: dict, model: str | None, index: Path) -> dict:
+    """Provenance to embed text queries with: the index's model, or ``model`` standing in for it.
+
+    A recorded model directory that is gone is exit 4 (the index cannot be used
+    as it is), with a hint at --model; encoder_from_provenance then checks that
+    whatever is found is the same model (sha256).
+    """
+    from embcli.store.models import ALIASES, BUILTIN, REPO_ID
+
+    name = model or prov["model"]
+    local = _local_model(name)
+    if local:
+        name = local
+    elif name not in BUILTIN and name not in ALIASES and not (REPO_ID.match(name) and name[0] not in "./~"):
+        if model:
+            raise UsageError(f"--model {model!r} is not a built-in model, a model directory or a hub repo id")
+        raise IncompatibleError(
+            f"the model of this index is missing ({name!r} is no model directory here), {index}",
+            hint="if it moved, give its new place with --model DIR",
+        )
+    return {**prov, "model": name}
+
+
+def verify_index(path: str | os.PathLike) -> dict:
+    """Check an index in full: what opening checks, plus every file's sha256 and SQLite's own check."""
+    for attempt in range(OPEN_RETRIES):  # a writer may publish a new generation meanwhile
+        reader = IndexReader(path)
+        try:
+            verify_checksums(reader.path, reader.manifest)
+            check = reader.db.execute("PRAGMA quick_check").fetchall()
+            if check != [("ok",)]:
+                raise IncompatibleError(f"index metadata fails SQLite's check ({check[0][0]}), {reader.path}")
+            rows = reader.db.execute("SELECT count(*) FROM items").fetchone()[0]
+            if rows != reader.count:
+                raise IncompatibleError(f"index metadata holds {rows} records, the manifest {reader.count}")
+            return reader.manifest
+        except (IncompatibleError, sqlite3.Error) as e:
+            if attempt == OPEN_RETRIES - 1 or read_manifest(reader.path) == reader.manifest:
+                if isinstance(e, sqlite3.Error):
+                    raise IncompatibleError(f"index metadata is unreadable ({e}), {reader.path}") from None
+                raise
+        finally:
+            reader.close()
+    raise AssertionError("unreachable")
 
 
 def _describe(prov: dict | None) -> str:

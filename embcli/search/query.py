@@ -18,7 +18,7 @@ from embcli.io.prefetch import chunked_prefetch
 from embcli.io.streams import BadRecords, Record, Source, get_text, iter_npy_rows, iter_records, parse_vector, where
 from embcli.runtime import provenance
 from embcli.runtime.encoder import Encoder, Tokens, encoder_from_provenance
-from embcli.search.index import FULL_SCAN_THRESHOLD, IndexReader, open_shards, search_shards
+from embcli.search.index import FULL_SCAN_THRESHOLD, IndexReader, open_shards, query_model, search_shards
 
 
 @dataclass
@@ -42,6 +42,7 @@ class QueryOptions:
     device: str = "auto"
     threads: int | None = None
     batch_size: int = 32
+    model: str | None = None  # where the index's model is now (a moved directory); checked by sha256
 
 
 @dataclass
@@ -99,7 +100,7 @@ class Searcher:
                 )
             q = self.query
             self._encoder = encoder_from_provenance(
-                self.provenance,
+                query_model(self.provenance, q.model, self.readers[0].path),
                 prompt=q.prompt,
                 prompt_name=q.prompt_name,
                 device=q.device,
