@@ -156,7 +156,7 @@ def test_readme_python_example_runs(tmp_path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
     os.symlink(ROOT / "examples", tmp_path / "examples")
     for block in blocks:
-        exec(compile(block, "README.md", "exec"), {})
+        exec(compile(textwrap.dedent(block), "README.md", "exec"), {})
 
 
 def test_readme_npy_stream_reader_reads_back_to_back_arrays(tmp_path) -> None:
