@@ -86,6 +86,29 @@ def _quiet(value: bool) -> bool:
     return value
 
 
+def ensure_model(model: str | None, device: str = "cpu") -> None:
+    """Build the built-in model's graph for the device(s) this run may use, before resolving the model.
+
+    Resolution only reads the graph cache; this is the explicit build step, at first use.
+    Other models are left alone: they are files that exist or not.
+    """
+    from embcli.core.models import is_builtin
+
+    if not is_builtin(model):
+        return
+    from embcli.core.defaultgraph import ensure_default
+
+    ensure_default("cpu")  # the spec resolves on CPU first; the encoder moves it to CUDA when that loads
+    if device == "cuda" or (device == "auto" and _cuda_listed()):
+        ensure_default("cuda")
+
+
+def _cuda_listed() -> bool:
+    import onnxruntime as ort
+
+    return "CUDAExecutionProvider" in ort.get_available_providers()
+
+
 Quiet = Annotated[
     bool,
     typer.Option("-q", "--quiet", help="Print nothing on stderr but errors.", rich_help_panel=IO, callback=_quiet),

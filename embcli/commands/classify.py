@@ -286,6 +286,7 @@ def _zero_shot_head(labels, labels_file, template, model, provenance, zero_shot)
     if "{label}" not in template:
         raise UsageError("--template must contain {label}")
     specs = [LabelSpec(s.strip()) for s in labels.split(",") if s.strip()] if labels else _read_labels(labels_file)
+    o.ensure_model(provenance.get("model") if isinstance(provenance, dict) else model, "auto")
     if provenance is not None:
         encoder = encoder_from_provenance(provenance)
     else:

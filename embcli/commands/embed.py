@@ -129,6 +129,7 @@ def embed(
     from embcli.core.streams import BadRecords, JsonlWriter, NpyWriter, Source, iter_records, output_stream
 
     out_format = fmt or (o.OutputFormat.npy if output and output.endswith(".npy") else o.OutputFormat.jsonl)
+    o.ensure_model(model, device.value)
     encoder = Encoder(
         resolve_model(model),
         device=device.value,

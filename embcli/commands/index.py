@@ -261,6 +261,7 @@ def _provenance_for(model: str, width: int) -> dict:
     from embcli.core.models import resolve_model
     from embcli.errors import IncompatibleError, UsageError
 
+    o.ensure_model(model, "cpu")
     try:
         return Encoder(resolve_model(model), device="cpu", threads=1, dims=width).provenance()
     except UsageError as e:

@@ -147,6 +147,7 @@ def search(
                     f"index {indexes[0]} records no model, so it cannot embed text queries",
                     hint="give queries with an embedding field, or rebuild the index from `embcli embed` output",
                 )
+            o.ensure_model(prov["model"], device.value)
             encoder = encoder_from_provenance(
                 prov,
                 prompt=query_prompt,
