@@ -148,7 +148,6 @@ def build_graph(kind: str, dest: Path, say: Callable[[str], None] = lambda m: No
     """Build and gate the ``kind`` graph into ``dest`` (``model.KIND.onnx`` and its record ``graph.json``)."""
     import orjson
 
-    from embcli import __version__
     from embcli.core.graphcheck import Checker
     from embcli.core.modelimport import Build, build_variants
     from embcli.core.models import read_model_dir
@@ -178,7 +177,6 @@ def build_graph(kind: str, dest: Path, say: Callable[[str], None] = lambda m: No
             "float_nodes": build.float_nodes,
             "weights_sha256": WEIGHTS_SHA256,
             **graphcache.versions(),
-            "built_by": f"embcli {__version__}",
             "built_at": time.time(),
         }
         with atomic_file(dest / graphcache.RECORD) as f:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from embcli.core.fsutil import sha256_file
@@ -27,6 +27,9 @@ WEIGHTS_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9
 # graph on short texts), built byte-identically on every machine with the same onnx and
 # onnxruntime. CUDA: half precision, which is what tensor cores are for.
 DEFAULT_KIND = {"cpu": "fused", "cuda": "fp16"}
+# Bump when the builder's output bytes change (onnx_build, the fusions, int8, fp16): a graph
+# cached by an older builder must not be taken for this one's. embcli's version is in the key too.
+BUILD_RECIPE = 1
 KINDS = ("fp32", "fused", "int8", "fp16", "fused-fp16", "shipped")
 UNPINNED = ("", "default", "auto")  # "auto" was the old race's name: it now means the fixed graph
 RECORD = "graph.json"
@@ -72,22 +75,24 @@ def kind_for(device: str, kind: str | None = None) -> str:
 
 
 def versions() -> dict[str, str]:
-    """The versions that make a built graph's bytes (the serializer and the optimizer's fusions)."""
+    """The versions that make a built graph's bytes: the builder's, the serializer's and the fusions'."""
     from importlib import metadata
 
     import onnxruntime as ort
+
+    from embcli import __version__
 
     try:
         onnx_version = metadata.version("onnx")
     except metadata.PackageNotFoundError:  # no builder here: a slot that cannot be filled
         onnx_version = "none"
-    return {"onnx": onnx_version, "onnxruntime": ort.__version__}
+    return {"embcli": f"{__version__}r{BUILD_RECIPE}", "onnx": onnx_version, "onnxruntime": ort.__version__}
 
 
 def slot(kind: str) -> Path:
     """One kind's directory. Not per device or machine: a kind's bytes are the same everywhere."""
     v = versions()
-    return graphs_dir() / f"{MODEL}-{WEIGHTS_SHA256[:12]}" / f"{kind}-onnx{v['onnx']}-ort{v['onnxruntime']}"
+    return graphs_dir() / f"{MODEL}-{WEIGHTS_SHA256[:12]}" / "-".join([kind, *(f"{k}{x}" for k, x in v.items())])
 
 
 def find_graph(device: str = "cpu", kind: str | None = None) -> Graph | None:
@@ -97,12 +102,10 @@ def find_graph(device: str = "cpu", kind: str | None = None) -> Graph | None:
     if kind == "shipped":
         return Graph("shipped", None, None, "pinned by EMBCLI_DEFAULT_GRAPH=shipped")
     where = slot(kind)
-    if (registered := _registry.get(where)) is not None:
-        return registered
-    graph, _ = read_slot(where, kind)
-    if graph is not None:
-        graph.why = f"{_fixed(device) if fixed else 'pinned by EMBCLI_DEFAULT_GRAPH'}, {graph.why}"
-    elif fixed:  # a pin that cannot be built is tried again, and said, on every run that asks
+    graph = _registry.get(where) or read_slot(where, kind)[0]
+    if graph is not None and graph.path is not None:
+        return replace(graph, why=f"{_fixed(device) if fixed else 'pinned by EMBCLI_DEFAULT_GRAPH'}, {graph.why}")
+    if graph is None and fixed:  # a pin that cannot be built is tried again, and said, on every run that asks
         graph = _fallback(where)
     return graph
 
