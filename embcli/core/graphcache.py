@@ -128,8 +128,8 @@ def read_slot(where: Path, kind: str) -> tuple[Graph | None, str | None]:
         path, sha, why = where / record["file"], record["sha256"], record["why"]
     except (OSError, ValueError, KeyError, TypeError):
         return None, f"the graph cache record is unreadable, {record_path}"
-    if record.get("kind") != kind:
-        return None, f"the graph cache record is for another graph, {record_path}"
+    if record.get("kind") != kind or path.parent != where or not isinstance(sha, str):  # only files of its slot
+        return None, f"the graph cache record is not this slot's {kind} graph, {record_path}"
     try:
         intact = path.is_file() and sha256_file(path) == sha
     except OSError:
