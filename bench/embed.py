@@ -485,8 +485,10 @@ def bench(args: argparse.Namespace) -> int:
     import tokenizers
 
     if args.model is None:  # the raw loops run the very graph `embcli embed` runs here
+        from embcli.build.defaultgraph import ensure_default
         from embcli.store.models import resolve_model
 
+        ensure_default()  # resolution reads the graph cache only: build the default graph first
         args.model = str(resolve_model(None).onnx_path)
     skip = {s.strip() for s in args.skip.split(",") if s.strip()}
     tmp = Path(tempfile.mkdtemp(prefix="embcli-bench-"))

@@ -17,7 +17,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING
 
-__version__ = "0.1.0"
+from embcli.version import __version__
 
 # name -> module that defines it
 _EXPORTS = {

@@ -13,7 +13,6 @@ from typing import Annotated
 import typer
 import typer.completion
 
-from embcli import __version__
 from embcli.commands import _ui, anomalies, cache, classify, cluster, diff, embed, index, models, quantize, search
 from embcli.env import Env, current, using
 from embcli.errors import (
@@ -25,6 +24,7 @@ from embcli.errors import (
     printable,
     undecodable_argument,
 )
+from embcli.version import __version__
 
 app = typer.Typer(
     name="embcli",

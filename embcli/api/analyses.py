@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from embcli.api.encoding import ensure_model
 from embcli.api.records import check_finite
 from embcli.errors import UsageError
 
@@ -127,6 +128,7 @@ def classify(
     core.check_mode(labels is not None, train is not None, head is not None, refine)
     if labels is not None:
         specs = [s if isinstance(s, core.LabelSpec) else core.LabelSpec(str(s)) for s in labels]
+        ensure_model(core.zero_shot_model(model, provenance), "auto")
         clf = core.zero_shot_head(specs, template, model=model, provenance=provenance)
         if refine and len(x):
             clf = core.refine(clf, x, refine_top)

@@ -14,10 +14,36 @@ if TYPE_CHECKING:
     from embcli.store.models import ModelSpec
 
 
+def ensure_model(model: str | None, device: str = "cpu") -> None:
+    """Build the built-in model's graph for the device(s) this run may use, before resolving the model.
+
+    Resolution only reads the graph cache; this is the explicit build step, at first use.
+    Other models are left alone: they are files that exist or not.
+    """
+    from embcli.store.models import is_builtin
+
+    if not is_builtin(model):
+        return
+    from embcli.build.defaultgraph import ensure_default
+
+    ensure_default("cpu")  # the spec resolves on CPU first; the encoder moves it to CUDA when that loads
+    if device == "cuda" or (device == "auto" and _cuda_listed()):
+        ensure_default("cuda")
+
+
+def _cuda_listed() -> bool:
+    from embcli.runtime.native import load_onnxruntime
+
+    ort = load_onnxruntime()
+
+    return "CUDAExecutionProvider" in ort.get_available_providers()
+
+
 def resolve(model: str | None = None, device: str = "auto") -> ModelSpec:
     """The model named ``model`` (default: $EMBCLI_MODEL, else the built-in one), built first if it must be."""
     from embcli.store.models import resolve_model
 
+    ensure_model(model, device)
     return resolve_model(model)
 
 

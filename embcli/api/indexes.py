@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from embcli.api.encoding import ensure_model
 from embcli.api.records import check_finite
 from embcli.errors import UsageError
 
@@ -83,6 +84,8 @@ class Index:
         )
         try:
             bad = BadRecords()
+            if model:
+                ensure_model(model, "cpu")
             ingest = IngestOptions(vector_field, model_field, model, id_list)
             rows = add_all(writer, items, "<records>", ingest, bad)
             if rows == 0 and not append:
@@ -107,7 +110,11 @@ class Index:
 
         if not paths:
             raise UsageError("Index.open() needs a path")
-        return cls(Searcher([os.fspath(p) for p in paths], QueryOptions(prompt, prompt_name, device, threads)))
+        return cls(
+            Searcher(
+                [os.fspath(p) for p in paths], QueryOptions(prompt, prompt_name, device, threads, prepare=ensure_model)
+            )
+        )
 
     @property
     def dims(self) -> int:

@@ -96,7 +96,7 @@ class Checker:
             self._ref["hidden"] = [reference_forward(self.weights, *pad_batch(b, enc.pad_id)) for b in batches]
         worst = 0.0
         for batch, ref in zip(batches, self._ref["hidden"], strict=True):
-            hidden, mask = enc._run(batch)
+            hidden, mask = enc.hidden_states(batch)
             real = mask.astype(bool)
             worst = max(worst, float(np.abs(hidden[real] - ref[real]).max()))
         return GateResult("fp32", worst <= MAX_ABS_FP32, max_abs=worst, texts=len(picked))

@@ -239,7 +239,7 @@ def import_model(
     """Build a checked model directory at ``out`` from a sentence-transformers checkpoint."""
     import orjson
 
-    from embcli import __version__
+    from embcli.version import __version__
 
     if out.exists() and any(out.iterdir()) and not force:
         raise UsageError(f"output directory is not empty, {out}", hint="pass --force to replace it")

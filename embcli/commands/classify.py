@@ -170,6 +170,7 @@ def classify(
 
     from embcli.analysis import classify as core
     from embcli.analysis.records import gold_labels
+    from embcli.api.encoding import ensure_model
     from embcli.io.streams import BadRecords, JsonlWriter, Source, iter_embedded, output_stream
 
     core.check_mode(bool(labels or labels_file), bool(train), bool(head_file), refine)
@@ -189,6 +190,7 @@ def classify(
             clf = core.fit_records(pairs, train, **fit)
         else:
             specs = core.parse_labels(labels) if labels else core.read_labels(labels_file)
+            ensure_model(core.zero_shot_model(model, provenance), "auto")
             clf = core.zero_shot_head(specs, template, model=model, provenance=provenance)
         rest = itertools.chain([first], _chunks(stream)) if not refine else None
         if refine:

@@ -136,14 +136,14 @@ def embed(
     is added as --vector-field. Texts are batched by token length and written
     back in input order; the same input and options give the same bytes.
     """
+    from embcli.api.encoding import resolve
     from embcli.io.streams import BadRecords, JsonlWriter, NpyWriter, Source, iter_records, output_stream
     from embcli.runtime.embedding import EmbedStats, embed_records
     from embcli.runtime.encoder import Encoder
-    from embcli.store.models import resolve_model
 
     out_format = fmt or (o.OutputFormat.npy if output and output.endswith(".npy") else o.OutputFormat.jsonl)
     encoder = Encoder(
-        resolve_model(model),
+        resolve(model, device.value),
         device=device.value,
         threads=threads,
         max_length=max_length,

@@ -183,6 +183,7 @@ def index(
     sizes, headers and the graph's structure; `embcli index verify PATH` also
     checks every checksum.
     """
+    from embcli.api.encoding import ensure_model
     from embcli.errors import UsageError
     from embcli.io.streams import BadRecords, Source, iter_embedded, read_ids
     from embcli.search.index import IndexOptions, IndexWriter, disk_bytes, verify_index
@@ -216,6 +217,8 @@ def index(
         output, options, append=append, force=force, store_text=store_text, text_field=text_field, threads=threads
     )
     bad = BadRecords(skip=on_error is o.OnError.skip)
+    if model:  # bare vectors take this model's provenance: resolving the built-in one needs its graph
+        ensure_model(model, "cpu")
     ingest = IngestOptions(vector_field, model_field, model, read_ids(ids) if ids else None)
     try:
         with Source(input) as src, progress("indexing", "vectors", quiet) as bar:

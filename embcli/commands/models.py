@@ -47,10 +47,10 @@ def info(
 
     ort = load_onnxruntime()
 
+    from embcli.api.encoding import resolve
     from embcli.runtime.encoder import Encoder
-    from embcli.store.models import resolve_model
 
-    spec = resolve_model(name or None)
+    spec = resolve(name or None, "cpu")
     enc = Encoder(spec, device="cpu", threads=1)
     sha = spec.sha256()
     data = {
@@ -164,7 +164,7 @@ def import_(
 
 
 class GraphChoice(str, Enum):
-    auto = "auto"
+    default = "default"
     fp32 = "fp32"
     fused = "fused"
     int8 = "int8"
@@ -175,28 +175,31 @@ class GraphChoice(str, Enum):
 def build_default(
     graph: Annotated[
         GraphChoice,
-        typer.Option("--graph", help="auto: the fastest graph that passes the accuracy gate; or build this one."),
-    ] = GraphChoice.auto,
+        typer.Option(
+            "--graph",
+            help="default: this version's graph for --device (fused fp32 on cpu, fp16 on cuda), or the one "
+            "$EMBCLI_DEFAULT_GRAPH pins; or build this kind, for the runs that pin it.",
+        ),
+    ] = GraphChoice.default,
     device: Annotated[
-        o.Device, typer.Option("--device", help="Build for this device: cpu weighs fp32/fused/int8, cuda uses fp16.")
+        o.Device, typer.Option("--device", help="Build the default graph of this device: cpu or cuda.")
     ] = o.Device.cpu,
     quiet: o.Quiet = False,
 ) -> None:
     """Build the built-in model's graph from its pinned fp32 weights now (embed does it on first use).
 
-    Candidates are gated against a numpy reference forward, timed on real text, and
-    the fastest that passes is kept in the user cache ($EMBCLI_GRAPHS_DIR). Set
-    EMBCLI_DEFAULT_GRAPH=fp32|fused|int8|fp16|shipped to pin one for every command.
+    The graph is fixed by embcli's version: the same weights, onnx and onnxruntime
+    give the same bytes (and sha256) on every machine. It is gated against a numpy
+    reference forward and kept in the graph cache ($EMBCLI_GRAPHS_DIR). Another
+    kind (--graph, or EMBCLI_DEFAULT_GRAPH=fp32|fused|int8|fp16|shipped) is built
+    in a slot of its own and runs only where EMBCLI_DEFAULT_GRAPH pins it.
     """
-    import os
-
-    from embcli.build import defaultgraph
-    from embcli.store.models import DEFAULT_MODEL
+    from embcli.build.defaultgraph import ensure_default
 
     if device == o.Device.auto:
         raise typer.BadParameter("--device must be cpu or cuda here")
-    os.environ["EMBCLI_DEFAULT_GRAPH"] = graph.value
-    choice = defaultgraph.default_graph(DEFAULT_MODEL, device.value, rebuild=True, say=lambda m: say(m, quiet))
-    if choice.path is None:
-        raise EmbcliError(f"no graph was built: {choice.why}")
-    say(f"{choice.path}", quiet)
+    kind = None if graph is GraphChoice.default else graph.value
+    built = ensure_default(device.value, kind, rebuild=True, say=lambda m: say(m, quiet))
+    if built.path is None:
+        raise EmbcliError(f"no graph was built: {built.why}")
+    say(f"{built.path}", quiet)

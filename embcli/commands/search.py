@@ -143,12 +143,13 @@ def search(
     (higher is better: cosine, inner product, or minus the Euclidean distance),
     rank and the indexed payload.
     """
+    from embcli.api.encoding import ensure_model
     from embcli.io.streams import BadRecords, JsonlWriter, Source, output_stream
     from embcli.search.query import QueryFields, QueryOptions, Searcher, SearchOptions, query_chunks
 
     searcher = Searcher(
         indexes,
-        QueryOptions(query_prompt, prompt_name, device.value, threads, batch_size, model),
+        QueryOptions(query_prompt, prompt_name, device.value, threads, batch_size, model, ensure_model),
     )
     options = SearchOptions(k, exact, where_, expansion_search, full_scan_threshold, rescore)
     bad = BadRecords(skip=on_error is o.OnError.skip)

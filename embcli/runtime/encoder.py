@@ -205,6 +205,10 @@ class Encoder:
             self.batches_run += 1
         return out
 
+    def hidden_states(self, ids: list[Sequence[int]]) -> tuple[np.ndarray, np.ndarray]:
+        """One batch's token vectors straight from the graph, and its attention mask (what the gate compares)."""
+        return self._run(ids)
+
     def _batches(self, order: np.ndarray, lengths: np.ndarray) -> list[np.ndarray]:
         """Cut the length-sorted order into batches under the size and padded-token caps."""
         batches, start = [], 0

@@ -34,13 +34,13 @@ from pathlib import Path
 import numpy as np
 import orjson
 
-from embcli import __version__
 from embcli.choices import DTYPES, EXACT_SEARCH_LIMIT, METRICS
 from embcli.errors import EmbcliError, IncompatibleError, InputError, UsageError
 from embcli.io.files import atomic_file, fsync_dir, sha256_file
 from embcli.io.streams import NpyWriter
 from embcli.runtime.native import usearch_index
 from embcli.search.filters import compile_where
+from embcli.version import __version__
 
 FORMAT = "embcli-index"
 VERSION = 1

@@ -8,7 +8,7 @@ with their ids and payloads.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -43,6 +43,9 @@ class QueryOptions:
     threads: int | None = None
     batch_size: int = 32
     model: str | None = None  # where the index's model is now (a moved directory); checked by sha256
+    # Called with (model name, device) before the model is first resolved: the CLI and the API
+    # build the built-in model's graph there (search/ never builds).
+    prepare: Callable[[str, str], None] | None = None
 
 
 @dataclass
@@ -99,6 +102,8 @@ class Searcher:
                     hint="give queries with an embedding field, or rebuild the index from `embcli embed` output",
                 )
             q = self.query
+            if q.prepare is not None:
+                q.prepare(q.model or self.provenance["model"], q.device)
             self._encoder = encoder_from_provenance(
                 query_model(self.provenance, q.model, self.readers[0].path),
                 prompt=q.prompt,

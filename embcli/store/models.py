@@ -132,9 +132,18 @@ def resolve_model(name: str | None, download: bool = True) -> ModelSpec:
     )
 
 
+def is_builtin(name: str | None) -> bool:
+    """Whether ``name`` (None: the default model) is the built-in model, whose graph is built on first use."""
+    name = name or default_model_name()
+    return isinstance(name, str) and ALIASES.get(name, name) in BUILTIN
+
+
 def _builtin_spec(name: str, device: str = "cpu") -> ModelSpec:
-    """The built-in model: shipped tokenizer and configs, and the best graph for ``device`` here."""
-    from embcli.build.defaultgraph import WEIGHTS_SHA256, default_graph
+    """The built-in model: shipped tokenizer and configs, and its graph for ``device`` from the graph cache.
+
+    Resolution reads the cache only; building the graph is ``defaultgraph.ensure_default()``'s step.
+    """
+    from embcli.store.graphs import WEIGHTS_SHA256, find_graph, kind_for, slot
 
     info = BUILTIN[name]
     import importlib
@@ -150,10 +159,16 @@ def _builtin_spec(name: str, device: str = "cpu") -> ModelSpec:
     spec.expected_sha256 = info["sha256"]
     spec.identity = WEIGHTS_SHA256
     spec.also_known_as = (info["sha256"],)
-    choice = default_graph(name, device)
-    spec.graph, spec.graph_why = choice.graph, choice.why
-    if choice.path is not None:
-        spec.onnx_path, spec.expected_sha256, spec._sha256 = choice.path, choice.sha256, choice.sha256
+    graph = find_graph(device)
+    if graph is None:
+        raise EmbcliError(
+            f"the {kind_for(device)} graph of built-in model {name!r} is not built yet, {slot(kind_for(device))}",
+            hint="run 'embcli models build-default' (the CLI builds it on first use; "
+            "in Python call embcli.build.defaultgraph.ensure_default() first)",
+        )
+    spec.graph, spec.graph_why = graph.kind, graph.why
+    if graph.path is not None:
+        spec.onnx_path, spec.expected_sha256, spec._sha256 = graph.path, graph.sha256, graph.sha256
     if device == "cpu":
         spec.for_device = lambda dev: _builtin_spec(name, dev)
     return spec
