@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import signal
 import sys
@@ -13,6 +14,7 @@ import typer.completion
 
 from embcli import __version__
 from embcli.commands import anomalies, cache, classify, cluster, diff, embed, index, models, quantize, search
+from embcli.core.fsutil import STDOUT, CheckedFile, StdoutClosed
 from embcli.errors import EmbcliError
 
 app = typer.Typer(
@@ -98,6 +100,8 @@ def run(argv: list[str] | None = None) -> int:
         return e.exit_code
     except KeyboardInterrupt:
         return 130
+    except StdoutClosed:
+        return STDOUT_CLOSED
     except Exception as e:
         if _debug["on"]:
             traceback.print_exc()
@@ -105,15 +109,58 @@ def run(argv: list[str] | None = None) -> int:
         return 1
 
 
+# The exit status of a run whose stdout reader left; main() ends it by SIGPIPE, as before.
+STDOUT_CLOSED = 128 + 13
+
+
 def main() -> None:
-    # Die quietly on a closed pipe (`embcli embed | head -1`), like cat and jq do.
+    # A closed pipe is EPIPE, not a silent death: an -o FIFO whose reader left is an
+    # error naming it, and on stdout (`embcli embed | head -1`) we still end quietly.
     if hasattr(signal, "SIGPIPE"):
-        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
-    code = run()
+        signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+    _checked_stdout()
+    code = _flush_stdout(run())
     # Leave without interpreter finalization: a reader thread may still be blocked
     # on stdin (after Ctrl-C or an early error), and finalizing would abort on its lock.
     try:
-        sys.stdout.flush()
-    finally:
         sys.stderr.flush()
+    finally:
+        if code == STDOUT_CLOSED and hasattr(signal, "SIGPIPE"):
+            signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGPIPE)
         os._exit(code)
+
+
+def _checked_stdout() -> None:
+    """Text on stdout (help, tables, echo) through a CheckedFile: every write checked, errors named.
+
+    Under PYTHONUNBUFFERED, sys.stdout writes straight to the raw file, and nobody
+    checks a short write there: a full disk would cut the output and still exit 0.
+    """
+    old = sys.stdout
+    try:
+        fd = old.fileno()
+    except (AttributeError, ValueError, OSError):  # no stdout at all (`>&-`): os.write says so later
+        return
+    unbuffered = isinstance(getattr(old, "buffer", None), io.RawIOBase)
+    sys.stdout = io.TextIOWrapper(
+        CheckedFile(io.FileIO(fd, "w", closefd=False), STDOUT),
+        encoding=old.encoding,
+        errors=old.errors,
+        line_buffering=old.line_buffering or unbuffered,
+    )
+
+
+def _flush_stdout(code: int) -> int:
+    """The last of stdout goes out, or the run fails (exit 1) saying why."""
+    try:
+        sys.stdout.flush()
+    except StdoutClosed:
+        return STDOUT_CLOSED
+    except EmbcliError as e:
+        _error(e.message)
+        return code or e.exit_code
+    except (OSError, ValueError) as e:  # a stdout we did not wrap
+        _error(f"{e}, writing {STDOUT}")
+        return code or 1
+    return code

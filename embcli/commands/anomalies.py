@@ -170,6 +170,8 @@ def detect_anomalies(
                 det = Detector(method.value, k, aggregate.value, seed, provenance=prov_of(ref_records)).fit(ref_x)
                 det.threshold = flag_level(det, det.score())  # the reference's own outlier scores
             level = flag_level(det, det.score())
+            if save_detector:  # before the records: a reader that stops early (`| head`) keeps it
+                det.save(save_detector)
             with Source(input) as src:
                 batch: list = []
                 for item in iter_embedded(src, vector_field, bad):
@@ -185,13 +187,14 @@ def detect_anomalies(
                 scores = det.score()
                 level = flag_level(det, scores)
                 det.threshold = level
+                if save_detector:  # before the records, as above; not when they would be refused
+                    check_free(records, fields, overwrite)
+                    det.save(save_detector)
                 emit(records, scores, level)
             else:
                 det = None
-    if save_detector:
-        if det is None:
-            raise UsageError("no vectors to fit a detector on")
-        det.save(save_detector)
+    if save_detector and det is None:
+        raise UsageError("no vectors to fit a detector on")
     if bad.summary():
         warn(bad.summary(), quiet)
     name = method.value if det is None else det.method

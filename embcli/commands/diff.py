@@ -190,7 +190,9 @@ def diff(
     if items:
         import orjson
 
-        sys.stdout.buffer.write(b"".join(orjson.dumps(line) + b"\n" for line in lines))
+        from embcli.core.streams import write_stdout
+
+        write_stdout(b"".join(orjson.dumps(line) + b"\n" for line in lines))
         say(f"verdict: {report['verdict']}", quiet)
     else:
         _emit(report, fmt, items)
@@ -206,7 +208,9 @@ def _emit(report: dict, fmt: ReportFormat | None, items: bool) -> None:
     if fmt is ReportFormat.table or (fmt is None and sys.stdout.isatty()):
         _table(report)
     else:
-        sys.stdout.buffer.write(orjson.dumps(report) + b"\n")
+        from embcli.core.streams import write_stdout
+
+        write_stdout(orjson.dumps(report) + b"\n")
 
 
 def _table(report: dict) -> None:
