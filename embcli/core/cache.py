@@ -101,9 +101,12 @@ class EmbeddingCache:
         self.dims = dims
         description = orjson.dumps(spec, option=orjson.OPT_SORT_KEYS)
         digest = hashlib.sha256(description).digest()
-        self.db.execute(
-            "INSERT OR IGNORE INTO specs (digest, description) VALUES (?, ?)", (digest, description.decode())
-        )
+        try:
+            self.db.execute(
+                "INSERT OR IGNORE INTO specs (digest, description) VALUES (?, ?)", (digest, description.decode())
+            )
+        except sqlite3.Error as e:
+            raise write_failure(e, self.path) or e from None
         self.spec_id = self.db.execute("SELECT id FROM specs WHERE digest = ?", (digest,)).fetchone()[0]
 
     def clone(self) -> EmbeddingCache:
