@@ -160,6 +160,15 @@ def test_output_onto_a_symlink_replaces_its_target(tmp_path, vectors, reference,
     assert _no_temp_files(tmp_path) and _no_temp_files(tmp_path / "data")
 
 
+def test_output_onto_a_link_to_a_pipe_writes_into_the_pipe(tmp_path, vectors, reference):
+    """Like -o /dev/stdout with stdout on a pipe: the link names no file that could be renamed."""
+    link = tmp_path / "stdout"
+    link.symlink_to("/proc/self/fd/1")
+    r = cli(*QUANTIZE, str(vectors), "-o", str(link))
+    assert (r.code, r.out, r.err) == (0, reference, "")
+    assert os.readlink(link) == "/proc/self/fd/1" and _no_temp_files(tmp_path)
+
+
 def test_every_written_file_goes_through_fifos_devices_and_symlinks(tmp_path, vectors):
     """--summary onto a FIFO, --eval-out onto a device, --save-ranges onto a symlink."""
     vec = _vectors(tmp_path / "vec.jsonl", labelled=True)

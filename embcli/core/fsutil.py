@@ -77,19 +77,21 @@ def output_target(path: str | os.PathLike) -> tuple[str, os.stat_result | None]:
     """Where writing ``path`` really goes, and what is there now (None: nothing yet).
 
     A symlink (dangling or not) is followed, so its target is replaced and the
-    link stays a link.
+    link stays a link. Anything but a regular file is opened through ``path``
+    itself: /dev/stdout's link to a pipe names no file that could be renamed.
     """
     path = os.fspath(path)
-    target = os.path.realpath(path) if os.path.islink(path) else path
     try:
-        st = os.stat(target)
+        st = os.stat(path)
     except FileNotFoundError:
-        return target, None
+        st = None
     except OSError as e:
         raise UsageError(f"cannot write output: {e.strerror}, {path}") from None
-    if stat.S_ISDIR(st.st_mode):
+    if st is not None and stat.S_ISDIR(st.st_mode):
         raise UsageError(f"cannot write output: it is a directory, {path}")
-    return target, st
+    if st is not None and not stat.S_ISREG(st.st_mode):
+        return path, st
+    return (os.path.realpath(path) if os.path.islink(path) else path), st
 
 
 @contextlib.contextmanager
