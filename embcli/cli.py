@@ -153,6 +153,8 @@ def _checked_stdout() -> None:
 
 def _flush_stdout(code: int) -> int:
     """The last of stdout goes out, or the run fails (exit 1) saying why."""
+    if getattr(getattr(sys.stdout, "buffer", None), "failed", None):
+        return code  # a write already failed and said so; what is left can't go out either
     try:
         sys.stdout.flush()
     except StdoutClosed:

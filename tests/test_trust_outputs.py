@@ -213,13 +213,14 @@ STDOUT_CASES = {
     "embed-npy": (["embed", "--format", "npy"], TEXTS),
     "quantize": (["quantize", "--to", "int8"], None),
     "detect-anomalies": (["detect-anomalies"], None),
+    "version": (["--version"], b""),  # text through sys.stdout (echo, help, tables), not a record stream
 }
 
 
 @pytest.mark.parametrize(
     ("case", "unbuffered"),
     [(case, u) for case in ("embed-jsonl", "embed-npy") for u in (False, True)]
-    + [("quantize", False), ("detect-anomalies", True)],
+    + [("quantize", False), ("detect-anomalies", True), ("version", False), ("version", True)],
     ids=lambda v: {False: "buffered", True: "PYTHONUNBUFFERED"}.get(v, v) if isinstance(v, bool) else v,
 )
 def test_full_stdout_fails_with_one_line(tmp_path, case, unbuffered):

@@ -59,18 +59,23 @@ class CheckedFile(io.BufferedWriter):
     def __init__(self, raw: io.RawIOBase, where: str) -> None:
         super().__init__(raw)
         self.where = where
+        self.failed: Exception | None = None  # the first failure, once raised: what is left can't go out
 
     def write(self, data: bytes) -> int:  # type: ignore[override]
         try:
             return super().write(data)
         except OSError as e:
-            raise write_error(e, self.where) from None
+            raise self._failure(e) from None
 
     def flush(self) -> None:
         try:
             super().flush()
         except OSError as e:
-            raise write_error(e, self.where) from None
+            raise self._failure(e) from None
+
+    def _failure(self, err: OSError) -> Exception:
+        self.failed = self.failed or write_error(err, self.where)
+        return self.failed
 
 
 def output_target(path: str | os.PathLike) -> tuple[str, os.stat_result | None]:
