@@ -343,7 +343,7 @@ def test_ctrl_c_leaves_only_whole_records(tmp_path, case):
             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         )
     # Nobody reads until the pipe is full: embcli is then blocked in the middle of a write.
-    capacity = fcntl.fcntl(p.stdout.fileno(), 1032)  # F_GETPIPE_SZ
+    capacity = fcntl.fcntl(p.stdout.fileno(), getattr(fcntl, "F_GETPIPE_SZ", 1032))
     deadline = time.monotonic() + 120
     while _pipe_bytes(p.stdout.fileno()) < capacity - 4096 and p.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
