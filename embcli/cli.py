@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import signal
@@ -24,6 +25,7 @@ from embcli.errors import (
     printable,
     undecodable_argument,
 )
+from embcli.io.files import STDOUT, CheckedFile, StdoutClosed
 from embcli.version import __version__
 
 app = typer.Typer(
@@ -132,6 +134,8 @@ def _report(e: BaseException) -> int:
         return e.exit_code
     if isinstance(e, (typer.Abort, KeyboardInterrupt)):
         return ExitCode.INTERRUPTED
+    if isinstance(e, StdoutClosed):
+        return STDOUT_CLOSED
     if current().debug:
         traceback.print_exception(e)
     if isinstance(e, EmbcliError):
@@ -142,15 +146,58 @@ def _report(e: BaseException) -> int:
     return ExitCode.FAILURE
 
 
+# The exit status of a run whose stdout reader left; main() ends it by SIGPIPE, as before.
+STDOUT_CLOSED = 128 + 13
+
+
 def main() -> None:
-    # Die quietly on a closed pipe (`embcli embed | head -1`), like cat and jq do.
+    # A closed pipe is EPIPE, not a silent death: an -o FIFO whose reader left is an
+    # error naming it, and on stdout (`embcli embed | head -1`) we still end quietly.
     if hasattr(signal, "SIGPIPE"):
-        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
-    code = run()
+        signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+    _checked_stdout()
+    code = _flush_stdout(run(), is_diff=_subcommand(sys.argv[1:]) == DIFF_COMMAND)
     # Leave without interpreter finalization: a reader thread may still be blocked
     # on stdin (after Ctrl-C or an early error), and finalizing would abort on its lock.
     try:
-        sys.stdout.flush()
-    finally:
         sys.stderr.flush()
+    finally:
+        if code == STDOUT_CLOSED and hasattr(signal, "SIGPIPE"):
+            signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGPIPE)
         os._exit(code)
+
+
+def _checked_stdout() -> None:
+    """Text on stdout (help, tables, echo) through a CheckedFile: every write checked, errors named.
+
+    Under PYTHONUNBUFFERED, sys.stdout writes straight to the raw file, and nobody
+    checks a short write there: a full disk would cut the output and still exit 0.
+    """
+    old = sys.stdout
+    try:
+        fd = old.fileno()
+    except (AttributeError, ValueError, OSError):  # no stdout at all (`>&-`): os.write says so later
+        return
+    unbuffered = isinstance(getattr(old, "buffer", None), io.RawIOBase)
+    sys.stdout = io.TextIOWrapper(
+        CheckedFile(io.FileIO(fd, "w", closefd=False), STDOUT),
+        encoding=old.encoding,
+        errors=old.errors,
+        line_buffering=old.line_buffering or unbuffered,
+    )
+
+
+def _flush_stdout(code: int, is_diff: bool = False) -> int:
+    """The last of stdout goes out, or the run fails (exit 1; for diff 2, never "different") saying why."""
+    if getattr(getattr(sys.stdout, "buffer", None), "failed", None):
+        return code  # a write already failed and said so; what is left can't go out either
+    try:
+        sys.stdout.flush()
+    except StdoutClosed:
+        return STDOUT_CLOSED
+    except (EmbcliError, OSError, ValueError) as e:  # OSError, ValueError: a stdout we did not wrap
+        _error(e.message if isinstance(e, EmbcliError) else f"{e}, writing {STDOUT}")
+        failed = e.exit_code if isinstance(e, EmbcliError) else ExitCode.FAILURE
+        return diff_exit_code(failed) if is_diff else (code or failed)
+    return code

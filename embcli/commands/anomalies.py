@@ -149,6 +149,8 @@ def detect_anomalies(
                 ref_records, ref_x, _ = read_all(reference, vector_field, BadRecords())
                 det = core.fit_reference(ref_x, options, provenance_of(ref_records, model_field))
             level = core.flag_level(det, det.score(), options)
+            if save_detector:  # before the records: a reader that stops early (`| head`) keeps it
+                det.save(save_detector)
             with Source(input) as src:
                 for batch in _batches(iter_embedded(src, vector_field, bad)):
                     _score_batch(det, batch, emit, level, model_field)
@@ -157,11 +159,12 @@ def detect_anomalies(
             det = None
             if records:
                 det, scores, level = core.score_outliers(x, options, provenance_of(records, model_field))
+                if save_detector:  # before the records, as above; not when they would be refused
+                    check_free(records, [score_field, flag_field], overwrite, rename="--score-field/--flag-field")
+                    det.save(save_detector)
                 emit(records, scores, level)
-    if save_detector:
-        if det is None:
-            raise UsageError("no vectors to fit a detector on")
-        det.save(save_detector)
+    if save_detector and det is None:
+        raise UsageError("no vectors to fit a detector on")
     if bad.summary():
         warn(bad.summary(), quiet)
     name = method.value if det is None else det.method

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import sys
-from collections.abc import Iterator
 from enum import Enum
 from typing import Annotated, Optional
 
@@ -142,7 +140,7 @@ def diff(
     """
     from embcli.analysis.diff import DiffOptions, compare, read_side
     from embcli.errors import DiffExit, UsageError
-    from embcli.io.streams import BadRecords
+    from embcli.io.streams import BadRecords, write_stdout
 
     if a == "-" and b == "-":
         raise UsageError("only one of A and B can be stdin")
@@ -160,8 +158,7 @@ def diff(
     if items:
         import orjson
 
-        with _stdout():
-            sys.stdout.buffer.write(b"".join(orjson.dumps(line) + b"\n" for line in result.items))
+        write_stdout(b"".join(orjson.dumps(line) + b"\n" for line in result.items))
         say(f"verdict: {result.verdict}", quiet)
     else:
         _emit(result.report, fmt, items)
@@ -172,25 +169,14 @@ def diff(
 def _emit(report: dict, fmt: ReportFormat | None, items: bool) -> None:
     import orjson
 
+    from embcli.io.streams import write_stdout
+
     if items:
         return
-    with _stdout():
-        if fmt is ReportFormat.table or (fmt is None and sys.stdout.isatty()):
-            _table(report)
-        else:
-            sys.stdout.buffer.write(orjson.dumps(report) + b"\n")
-
-
-@contextlib.contextmanager
-def _stdout() -> Iterator[None]:
-    """Write and flush stdout here, so a failed write is an error (exit 2), never the verdict's 0 or 1."""
-    from embcli.errors import EmbcliError
-
-    try:
-        yield
-        sys.stdout.flush()
-    except OSError as e:
-        raise EmbcliError(f"cannot write the report: {e.strerror or e}, <stdout>") from None
+    if fmt is ReportFormat.table or (fmt is None and sys.stdout.isatty()):
+        _table(report)
+    else:
+        write_stdout(orjson.dumps(report) + b"\n")
 
 
 def _table(report: dict) -> None:

@@ -8,9 +8,12 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import select
+import signal
 import stat
 import struct
 import sys
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import BinaryIO
@@ -18,8 +21,13 @@ from typing import BinaryIO
 import numpy as np
 import orjson
 
-from embcli.errors import InputError, UsageError
-from embcli.io.files import atomic_file
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - not on Windows
+    fcntl = None
+
+from embcli.errors import EmbcliError, InputError, UsageError
+from embcli.io.files import STDOUT, atomic_file, write_error
 
 NPY_MAGIC = b"\x93NUMPY"
 # Rows per chunk when reading NPY: ~1 MiB of data, whatever the width.
@@ -403,10 +411,16 @@ class JsonlWriter:
         self._f = f
 
     def write(self, obj: dict) -> None:
-        self._f.write(orjson.dumps(obj, option=self._OPTS))
+        self._put(orjson.dumps(obj, option=self._OPTS))
 
     def write_many(self, objs: list[dict]) -> None:
-        self._f.write(b"".join(orjson.dumps(o, option=self._OPTS) for o in objs))
+        self._put(b"".join(orjson.dumps(o, option=self._OPTS) for o in objs))
+
+    def _put(self, data: bytes) -> None:
+        if isinstance(self._f, CheckedOutput):
+            self._f.write(data, record_end=b"\n")  # a Ctrl-C may stop after any whole line
+        else:
+            self._f.write(data)
 
     def flush(self) -> None:
         self._f.flush()
@@ -462,20 +476,136 @@ class NpyWriter:
 
 def _is_fresh_regular_file(f: BinaryIO) -> bool:
     try:
-        return stat.S_ISREG(os.fstat(f.fileno()).st_mode) and f.seekable() and f.tell() == 0
+        fd = f.fileno()
+        # In append mode (`>> x.npy`) the header patch at offset 0 would land at the end.
+        appending = fcntl is not None and fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_APPEND
+        return stat.S_ISREG(os.fstat(fd).st_mode) and not appending and f.seekable() and f.tell() == 0
     except (OSError, ValueError):
         return False
 
 
+class CheckedOutput:
+    """An output file descriptor written whole: every write checked, no half record on Ctrl-C.
+
+    Bytes go straight to the descriptor in an ``os.write`` loop (no buffer that a
+    Ctrl-C or an exit could leave half-flushed), so a short write is finished or
+    fails; a failure raises one line naming ``where`` (a path, or "stdout").
+    A Ctrl-C during a write is held until the bytes end on a record boundary;
+    a second one stops at once (a reader that never reads would hang us).
+    """
+
+    def __init__(self, fd: int, where: str) -> None:
+        self._fd = fd
+        self.where = where
+
+    def fileno(self) -> int:
+        return self._fd
+
+    def write(self, data: bytes, record_end: bytes | None = None) -> int:
+        """Write all of ``data``; an interrupt may stop it only after a ``record_end`` byte."""
+        view = memoryview(data).cast("B")
+        pos, stop, cut = 0, len(view), False
+        with _HeldInterrupt() as held:
+            while pos < stop:
+                if held.pending and not cut and record_end is not None:
+                    stop, cut = _record_boundary(data, pos, record_end), True
+                    continue
+                pos += self._write_some(view[pos:stop])
+        return pos
+
+    def _write_some(self, view: memoryview) -> int:
+        while True:
+            try:
+                n = os.write(self._fd, view)
+            except BlockingIOError:  # a non-blocking descriptor, inherited: wait until it takes more
+                select.select([], [self._fd], [])
+                continue
+            except OSError as e:
+                raise write_error(e, self.where) from None
+            if n <= 0:
+                raise EmbcliError(f"short write ({n} of {len(view)} bytes), writing {self.where}")
+            return n
+
+    def flush(self) -> None:
+        """Nothing is buffered here."""
+
+    def seekable(self) -> bool:
+        try:
+            os.lseek(self._fd, 0, os.SEEK_CUR)
+        except OSError:
+            return False
+        return True
+
+    def tell(self) -> int:
+        return os.lseek(self._fd, 0, os.SEEK_CUR)
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        return os.lseek(self._fd, offset, whence)
+
+
+def _record_boundary(data: bytes, pos: int, record_end: bytes) -> int:
+    """Where the record being written at ``pos`` ends (``pos`` itself when none is begun)."""
+    if pos == 0 or data[pos - 1 : pos] == record_end:
+        return pos
+    end = data.find(record_end, pos)
+    return len(data) if end < 0 else end + 1
+
+
+class _HeldInterrupt:
+    """Hold SIGINT for the length of a write and raise it after; a second SIGINT is raised at once.
+
+    Only where Python's own Ctrl-C handler is in place (the main thread, no
+    handler set by the caller): anything else is left as it is.
+    """
+
+    def __init__(self) -> None:
+        self.pending = False
+        self._old: object = None
+
+    def _hold(self, signum: int, frame: object) -> None:
+        if self.pending:
+            raise KeyboardInterrupt
+        self.pending = True
+
+    def __enter__(self) -> _HeldInterrupt:
+        if (
+            threading.current_thread() is threading.main_thread()
+            and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+        ):
+            self._old = signal.signal(signal.SIGINT, self._hold)
+        return self
+
+    def __exit__(self, exc_type: type | None, *exc: object) -> None:
+        if self._old is not None:
+            signal.signal(signal.SIGINT, self._old)
+        if self.pending and exc_type is None:
+            raise KeyboardInterrupt
+
+
 @contextlib.contextmanager
-def output_stream(path: str | None) -> Iterator[BinaryIO]:
-    """stdout for ``None``/``-``, else an atomic file."""
+def output_stream(path: str | None) -> Iterator[CheckedOutput | BinaryIO]:
+    """stdout for ``None``/``-``, else an atomic file (in place for a device or FIFO)."""
     if path in (None, "-"):
-        yield sys.stdout.buffer
-        sys.stdout.buffer.flush()
+        try:  # what went out through sys.stdout before goes first
+            sys.stdout.flush()
+        except OSError as e:
+            raise write_error(e, STDOUT) from None
+        try:
+            fd = sys.stdout.fileno()
+        except (AttributeError, ValueError, OSError):  # stdout replaced in-process (a test's capture)
+            yield sys.stdout.buffer
+            sys.stdout.buffer.flush()
+            return
+        yield CheckedOutput(fd, STDOUT)
     else:
         with atomic_file(path) as f:
-            yield f
+            yield CheckedOutput(f.fileno(), path)
+
+
+def write_stdout(data: bytes) -> None:
+    """``data`` on stdout now, whole and checked (for commands that print one report)."""
+    with output_stream(None) as out:
+        out.write(data)
 
 
 def read_ids(path: str) -> list[object]:

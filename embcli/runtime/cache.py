@@ -11,6 +11,7 @@ commits per chunk, and a job killed mid-run keeps what it had committed.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import sqlite3
 import time
@@ -20,7 +21,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import orjson
 
-from embcli.errors import IncompatibleError, UsageError
+from embcli.errors import EmbcliError, IncompatibleError, UsageError
 from embcli.io.files import sha256_file
 
 if TYPE_CHECKING:
@@ -53,8 +54,24 @@ def connect(path: str | Path) -> sqlite3.Connection:
         db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: a crash loses at most the last commit
         db.executescript(_SCHEMA)
     except sqlite3.DatabaseError as e:
-        raise IncompatibleError(f"cannot use embedding cache ({e}), {path}") from None
+        raise write_failure(e, path) or IncompatibleError(f"cannot use embedding cache ({e}), {path}") from None
     return db
+
+
+def write_failure(err: sqlite3.Error, path: str | Path) -> EmbcliError | None:
+    """A disk that is full or failing, said as such (exit 1) with the cache's path; None for other errors.
+
+    SQLite keeps the errno to itself; its result code says which of the two it was.
+    """
+    code = getattr(err, "sqlite_errorname", "") or ""  # Python 3.11+
+    text = str(err)
+    if code.startswith("SQLITE_FULL") or "disk is full" in text:
+        what = "no space left on device"
+    elif code.startswith("SQLITE_IOERR") or "disk I/O error" in text:
+        what = "input/output error"
+    else:
+        return None
+    return EmbcliError(f"{what} ({code or text}), writing embedding cache {path}")
 
 
 def spec_of(encoder: Encoder) -> dict:
@@ -84,9 +101,12 @@ class EmbeddingCache:
         self.dims = dims
         description = orjson.dumps(spec, option=orjson.OPT_SORT_KEYS)
         digest = hashlib.sha256(description).digest()
-        self.db.execute(
-            "INSERT OR IGNORE INTO specs (digest, description) VALUES (?, ?)", (digest, description.decode())
-        )
+        try:
+            self.db.execute(
+                "INSERT OR IGNORE INTO specs (digest, description) VALUES (?, ?)", (digest, description.decode())
+            )
+        except sqlite3.Error as e:
+            raise write_failure(e, self.path) or e from None
         self.spec_id = self.db.execute("SELECT id FROM specs WHERE digest = ?", (digest,)).fetchone()[0]
 
     def clone(self) -> EmbeddingCache:
@@ -122,8 +142,14 @@ class EmbeddingCache:
                 [(now, self.spec_id, k, now) for k in hits],
             )
             self.db.execute("COMMIT")
-        except BaseException:
-            self.db.execute("ROLLBACK")
+        except BaseException as e:
+            # SQLite may have rolled back already (a full disk does): a second ROLLBACK would
+            # fail and hide why.
+            if self.db.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    self.db.execute("ROLLBACK")
+            if isinstance(e, sqlite3.Error):
+                raise write_failure(e, self.path) or e from None
             raise
 
     def close(self) -> None:
@@ -159,6 +185,8 @@ def prune(path: str | Path, older_than_s: float) -> int:
         cutoff = int(time.time() - older_than_s)
         n = db.execute("DELETE FROM vectors WHERE used < ?", (cutoff,)).rowcount
         db.execute("VACUUM")
+    except sqlite3.Error as e:
+        raise write_failure(e, path) or e from None
     finally:
         db.close()
     return n
