@@ -133,11 +133,11 @@ class BadRecords:
         return f"skipped {self.count} bad record{'s' * (self.count != 1)} (first: {self.first})"
 
 
-def where(source: str, line: int) -> str:
+def at_line(source: str, line: int) -> str:
     return f"{source} line {line}"
 
 
-def where_row(source: str, row: int) -> str:
+def at_row(source: str, row: int) -> str:
     """Where an NPY row is: 1-based, counted across back-to-back arrays."""
     return f"{source} row {row}"
 
@@ -188,7 +188,7 @@ def iter_records(
             try:
                 text = _line_text(line)
             except UnicodeDecodeError as e:
-                bad.handle(InputError(f"invalid UTF-8 at byte {e.start}, {where(src.name, lineno)}"))
+                bad.handle(InputError(f"invalid UTF-8 at byte {e.start}, {at_line(src.name, lineno)}"))
                 continue
             del line
             yield Record(lineno, {text_field: text})
@@ -201,11 +201,11 @@ def iter_records(
         except orjson.JSONDecodeError as e:
             msg = str(e).split(": line ")[0]
             hint = json_hint if lineno == 1 else None
-            bad.handle(InputError(f"invalid JSON ({msg}), {where(src.name, lineno)}", hint=hint))
+            bad.handle(InputError(f"invalid JSON ({msg}), {at_line(src.name, lineno)}", hint=hint))
             continue
         del line  # one huge line is held once (as its parsed text), not twice
         if not isinstance(obj, dict):
-            bad.handle(InputError(f"expected a JSON object, got {_json_type(obj)}, {where(src.name, lineno)}"))
+            bad.handle(InputError(f"expected a JSON object, got {_json_type(obj)}, {at_line(src.name, lineno)}"))
             continue
         yield Record(lineno, obj)
 
@@ -221,7 +221,7 @@ def _line_text(line: bytes | bytearray) -> str:
 
 def get_text(rec: Record, text_field: str, source: str) -> str:
     """The record's text, checked: present, a string, non-empty, no NUL bytes."""
-    loc = where(source, rec.line)
+    loc = at_line(source, rec.line)
     if text_field not in rec.data:
         have = ", ".join(list(rec.data)[:8]) or "none"
         raise InputError(
@@ -292,7 +292,7 @@ def iter_npy_rows(src: Source, bad: BadRecords | None = None) -> Iterator[tuple[
             for i in np.flatnonzero(~finite):
                 row = chunk[i]
                 what = "NaN" if np.isnan(row).any() else "Inf" if np.isinf(row).any() else "a number beyond float32"
-                bad.handle(InputError(f"vector holds {what}, {where_row(src.name, int(numbers[i]))}"))
+                bad.handle(InputError(f"vector holds {what}, {at_row(src.name, int(numbers[i]))}"))
             chunk, numbers = chunk[finite], numbers[finite]
         if len(chunk):
             yield numbers, chunk
@@ -369,12 +369,12 @@ def iter_embedded(src: Source, vector_field: str, bad: BadRecords) -> Iterator[t
     width: int | None = None
     for rec in iter_records(src, "jsonl", "text", bad, json_hint=VECTORS_HINT):
         try:
-            arr = parse_vector(rec.data.get(vector_field), vector_field, where(src.name, rec.line))
+            arr = parse_vector(rec.data.get(vector_field), vector_field, at_line(src.name, rec.line))
             if width is None:
                 width = arr.shape[0]
             elif arr.shape[0] != width:
                 raise InputError(
-                    f"vector has {arr.shape[0]} dimensions, earlier ones {width}, {where(src.name, rec.line)}"
+                    f"vector has {arr.shape[0]} dimensions, earlier ones {width}, {at_line(src.name, rec.line)}"
                 )
         except InputError as e:
             bad.handle(e)
@@ -626,6 +626,6 @@ def read_ids(path: str) -> list[object]:
                 try:
                     value = text.decode("utf-8")
                 except UnicodeDecodeError:
-                    raise InputError(f"invalid UTF-8 in id, {where(src.name, lineno)}") from None
+                    raise InputError(f"invalid UTF-8 in id, {at_line(src.name, lineno)}") from None
             ids.append(value)
     return ids

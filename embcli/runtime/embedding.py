@@ -9,7 +9,7 @@ import numpy as np
 
 from embcli.errors import InputError
 from embcli.io.prefetch import chunked_prefetch
-from embcli.io.streams import BadRecords, Record, get_text, where
+from embcli.io.streams import BadRecords, Record, at_line, get_text
 from embcli.runtime.cache import EmbeddingCache, text_hash
 from embcli.runtime.encoder import Encoder, Tokens
 
@@ -60,7 +60,7 @@ def embed_records(
                 for name in reserved:
                     if name in rec.data:
                         raise InputError(
-                            f"record already has a {name!r} field, {where(source, rec.line)}",
+                            f"record already has a {name!r} field, {at_line(source, rec.line)}",
                             hint="write elsewhere (--vector-field/--model-field NAME), or pass --overwrite",
                         )
                 text = get_text(rec, text_field, source)
@@ -76,7 +76,7 @@ def embed_records(
                     tokens = encoder.tokenize(text)
                 if tokens.truncated and not truncate:
                     raise InputError(
-                        f"text is longer than {encoder.max_length} tokens, {where(source, rec.line)}",
+                        f"text is longer than {encoder.max_length} tokens, {at_line(source, rec.line)}",
                         hint="drop --no-truncate to cut it to the model's max length",
                     )
             except InputError as e:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from embcli.errors import IncompatibleError, InputError
-from embcli.io.streams import BadRecords, Record, where, where_row
+from embcli.io.streams import BadRecords, Record, at_line, at_row
 from embcli.runtime import provenance
 from embcli.search.index import IndexWriter
 
@@ -55,7 +55,7 @@ def add_all(
                 pending.clear()
 
     for rec, vec in items:
-        loc = where_row(source, rec.line) if rec.npy else where(source, rec.line)
+        loc = at_row(source, rec.line) if rec.npy else at_line(source, rec.line)
         prov = rec.data.get(opts.model_field) if opts.model_field else None
         if prov is None and opts.model:
             if model_prov is None or model_prov["dims"] != len(vec):

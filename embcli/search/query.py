@@ -15,7 +15,7 @@ import numpy as np
 
 from embcli.errors import IncompatibleError, InputError
 from embcli.io.prefetch import chunked_prefetch
-from embcli.io.streams import BadRecords, Record, Source, get_text, iter_npy_rows, iter_records, parse_vector, where
+from embcli.io.streams import BadRecords, Record, Source, at_line, get_text, iter_npy_rows, iter_records, parse_vector
 from embcli.runtime import provenance
 from embcli.runtime.encoder import Encoder, Tokens, encoder_from_provenance
 from embcli.search.index import FULL_SCAN_THRESHOLD, IndexReader, open_shards, query_model, search_shards
@@ -190,7 +190,7 @@ def _prepared(
 ) -> Iterator[Record]:
     """Query records with either a checked vector or the tokens of their text."""
     for rec in iter_records(src, "jsonl", fields.text, bad, json_hint=hint):
-        loc = where(src.name, rec.line)
+        loc = at_line(src.name, rec.line)
         try:
             if fields.output in rec.data:
                 raise InputError(
