@@ -27,7 +27,8 @@ def ensure_model(model: str | None, device: str = "cpu") -> None:
     from embcli.build.defaultgraph import ensure_default
 
     ensure_default("cpu")  # the spec resolves on CPU first; the encoder moves it to CUDA when that loads
-    if device == "cuda" or (device == "auto" and _cuda_listed()):
+    # Only where CUDA can load: without it `--device cuda` fails at once in the encoder, saying why.
+    if device in ("cuda", "auto") and _cuda_listed():
         ensure_default("cuda")
 
 

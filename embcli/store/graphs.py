@@ -76,17 +76,24 @@ def kind_for(device: str, kind: str | None = None) -> str:
 
 def versions() -> dict[str, str]:
     """The versions that make a built graph's bytes: the builder's, the serializer's and the fusions'."""
-    from importlib import metadata
-
-    import onnxruntime as ort
-
     from embcli.version import __version__
 
+    # Read from the installed packages' metadata: importing onnxruntime here would print its
+    # start-up chatter (runtime/native.py keeps that off, and store/ sits below runtime/).
+    return {
+        "embcli": f"{__version__}r{BUILD_RECIPE}",
+        "onnx": _installed("onnx") or "none",  # none: no builder here, a slot that cannot be filled
+        "onnxruntime": _installed("onnxruntime") or _installed("onnxruntime-gpu") or "none",
+    }
+
+
+def _installed(package: str) -> str | None:
+    from importlib import metadata
+
     try:
-        onnx_version = metadata.version("onnx")
-    except metadata.PackageNotFoundError:  # no builder here: a slot that cannot be filled
-        onnx_version = "none"
-    return {"embcli": f"{__version__}r{BUILD_RECIPE}", "onnx": onnx_version, "onnxruntime": ort.__version__}
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return None
 
 
 def slot(kind: str) -> Path:
