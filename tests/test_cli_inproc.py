@@ -13,7 +13,8 @@ GOOD = '{"id": 1, "text": "a good record"}\n'
 
 def test_same_stdout_stderr_and_code_as_a_subprocess(tmp_path: Path) -> None:
     # -q: the summary line holds a rate, which differs from run to run.
-    for args, data in ((["embed", "-q"], GOOD), (["embed", "-q", "--format", "npy"], GOOD), (["embed"], GOOD + "{bad\n")):
+    cases = [(["embed", "-q"], GOOD), (["embed", "-q", "--format", "npy"], GOOD), (["embed"], GOOD + "{bad\n")]
+    for args, data in cases:
         real, here = cli(*args, input=data), cli_inproc(*args, input=data)
         assert (here.code, here.out, here.err) == (real.code, real.out, real.err), args
 
