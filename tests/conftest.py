@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import gc
+import importlib
 import io
 import logging
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -73,7 +75,8 @@ def cli_inproc(*args: str, input: bytes | str = b"", env: dict | None = None, cw
     try:
         os.environ.pop("EMBCLI_MODEL", None)
         os.environ.update({"HF_HUB_OFFLINE": "1", **(env or {})})
-        entry._debug["on"] = bool(os.environ.get("EMBCLI_DEBUG"))  # as a new process would read it
+        if isinstance(getattr(entry, "_debug", None), dict):  # read from the environment at start-up
+            entry._debug["on"] = bool(os.environ.get("EMBCLI_DEBUG"))
         if cwd is not None:
             os.chdir(cwd)
         sys.stdin, sys.stdout, sys.stderr = stdin, stdout, err
@@ -89,6 +92,12 @@ def cli_inproc(*args: str, input: bytes | str = b"", env: dict | None = None, cw
     return Result(int(code), out.getvalue(), err.getvalue())
 
 
+# Module-level switches the CLI sets for a run (-q, --debug, the default graph's notices): an
+# in-process run must not leave them set for the next. Absent ones (moved into Env) are skipped.
+_CLI_SWITCHES = [("embcli.cli", "_debug"), ("embcli.commands._ui", "_quiet"), ("embcli.build.defaultgraph", "notify")]
+_SIGNALS = [getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGPIPE") if hasattr(signal, name)]
+
+
 @dataclass
 class _ProcessState:
     """What an in-process run may change for the rest of the process, saved to be put back."""
@@ -96,7 +105,8 @@ class _ProcessState:
     environ: dict
     cwd: str
     streams: tuple
-    modules: list
+    switches: list
+    handlers: dict
     showwarning: object
     last_resort: object
     threads: set
@@ -104,18 +114,18 @@ class _ProcessState:
 
     @classmethod
     def save(cls) -> _ProcessState:
-        from embcli import cli as entry
-        from embcli.build import defaultgraph
-        from embcli.commands import _ui
-
-        # The CLI's own module-level switches (-q, --debug, the default graph's notices).
-        modules = [(entry._debug, dict(entry._debug)), (_ui._quiet, dict(_ui._quiet))]
-        modules.append((defaultgraph.__dict__, {"notify": defaultgraph.notify}))
+        switches = []
+        for module_name, attr in _CLI_SWITCHES:
+            module = importlib.import_module(module_name)
+            if hasattr(module, attr):
+                value = getattr(module, attr)
+                switches.append((module, attr, value, dict(value) if isinstance(value, dict) else None))
         return cls(
             dict(os.environ),
             os.getcwd(),
             (sys.stdin, sys.stdout, sys.stderr),
-            modules,
+            switches,
+            {sig: signal.getsignal(sig) for sig in _SIGNALS},
             warnings.showwarning,
             logging.lastResort,
             set(threading.enumerate()),
@@ -127,8 +137,13 @@ class _ProcessState:
         os.chdir(self.cwd)
         os.environ.clear()
         os.environ.update(self.environ)
-        for target, values in self.modules:
-            target.update(values)
+        for module, attr, value, contents in self.switches:
+            setattr(module, attr, value)
+            if contents is not None:  # a dict changed in place
+                value.clear()
+                value.update(contents)
+        for sig, handler in self.handlers.items():
+            signal.signal(sig, handler)
         warnings.showwarning = self.showwarning
         logging.lastResort = self.last_resort
 
