@@ -1,12 +1,19 @@
-"""Shared helpers: run the real CLI in a subprocess and look at stdout, stderr and exit code."""
+"""Shared helpers: run the real CLI (in a subprocess, or in-process) and look at stdout, stderr and exit code."""
 
 from __future__ import annotations
 
+import gc
+import importlib
+import io
+import logging
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,6 +45,133 @@ def cli(*args: str, input: bytes | str = b"", env: dict | None = None, cwd: Path
         [sys.executable, "-m", "embcli", *args], input=input, capture_output=True, env=full_env, cwd=cwd, timeout=600
     )
     return Result(p.returncode, p.stdout, p.stderr.decode("utf-8", "replace"))
+
+
+class _Output(io.BytesIO):
+    """stdout's bytes, kept readable after a command closes its stream."""
+
+    def close(self) -> None:
+        self.flush()
+
+
+def cli_inproc(*args: str, input: bytes | str = b"", env: dict | None = None, cwd: Path | None = None) -> Result:
+    """Run ``embcli ARGS`` in this process: ``embcli.cli.run`` with stdin/stdout/stderr as buffers.
+
+    The same Typer app, commands and exit-code mapping as ``cli()``, without a Python and
+    onnxruntime start-up per call. For tests of what a command computes; anything that needs a
+    process of its own (signals, pipes, file descriptors, process exit, lazy imports, stderr
+    written by native code) uses ``cli()``. Everything a run may change process-wide is put back
+    afterwards, and a run that leaves a thread or a file descriptor behind fails the test.
+    """
+    if isinstance(input, str):
+        input = input.encode()
+    from embcli import cli as entry
+    from embcli.env import Env, using
+
+    out, err = _Output(), io.StringIO()
+    stdin = io.TextIOWrapper(io.BufferedReader(io.BytesIO(input)), encoding="utf-8")
+    stdout = io.TextIOWrapper(out, encoding="utf-8", write_through=True)
+    saved = _ProcessState.save()
+    try:
+        os.environ.pop("EMBCLI_MODEL", None)
+        os.environ.update({"HF_HUB_OFFLINE": "1", **(env or {})})
+        if isinstance(getattr(entry, "_debug", None), dict):  # read from the environment at start-up
+            entry._debug["on"] = bool(os.environ.get("EMBCLI_DEBUG"))
+        if cwd is not None:
+            os.chdir(cwd)
+        sys.stdin, sys.stdout, sys.stderr = stdin, stdout, err
+        with using(Env(stderr=err)):
+            try:
+                code = entry.run(list(args))
+            except SystemExit as e:  # pragma: no cover - run() returns codes; a stray exit still counts
+                code = e.code if isinstance(e.code, int) else 1
+        stdout.flush()
+    finally:
+        saved.restore()
+    saved.check_nothing_left()
+    return Result(int(code), out.getvalue(), err.getvalue())
+
+
+# Module-level switches the CLI sets for a run (-q, --debug, the default graph's notices): an
+# in-process run must not leave them set for the next. Absent ones (moved into Env) are skipped.
+_CLI_SWITCHES = [("embcli.cli", "_debug"), ("embcli.commands._ui", "_quiet"), ("embcli.build.defaultgraph", "notify")]
+_SIGNALS = [getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGPIPE") if hasattr(signal, name)]
+
+
+@dataclass
+class _ProcessState:
+    """What an in-process run may change for the rest of the process, saved to be put back."""
+
+    environ: dict
+    cwd: str
+    streams: tuple
+    switches: list
+    handlers: dict
+    showwarning: object
+    last_resort: object
+    threads: set
+    fds: set
+
+    @classmethod
+    def save(cls) -> _ProcessState:
+        switches = []
+        for module_name, attr in _CLI_SWITCHES:
+            module = importlib.import_module(module_name)
+            if hasattr(module, attr):
+                value = getattr(module, attr)
+                switches.append((module, attr, value, dict(value) if isinstance(value, dict) else None))
+        return cls(
+            dict(os.environ),
+            os.getcwd(),
+            (sys.stdin, sys.stdout, sys.stderr),
+            switches,
+            {sig: signal.getsignal(sig) for sig in _SIGNALS},
+            warnings.showwarning,
+            logging.lastResort,
+            set(threading.enumerate()),
+            _open_fds(),
+        )
+
+    def restore(self) -> None:
+        sys.stdin, sys.stdout, sys.stderr = self.streams
+        os.chdir(self.cwd)
+        os.environ.clear()
+        os.environ.update(self.environ)
+        for module, attr, value, contents in self.switches:
+            setattr(module, attr, value)
+            if contents is not None:  # a dict changed in place
+                value.clear()
+                value.update(contents)
+        for sig, handler in self.handlers.items():
+            signal.signal(sig, handler)
+        warnings.showwarning = self.showwarning
+        logging.lastResort = self.last_resort
+
+    def check_nothing_left(self) -> None:
+        for t in set(threading.enumerate()) - self.threads:
+            t.join(timeout=30)  # a reader thread finishing its last read
+            assert not t.is_alive(), f"an in-process run left thread {t.name!r} running"
+        gc.collect()  # a file object dropped without close() is closed here, as at process exit
+        left = [fd for fd in _describe_fds(_open_fds() - self.fds) if _LIBRARY_FILES not in fd]
+        assert not left, f"an in-process run left file descriptors open: {left}"
+
+
+# onnxruntime opens its usage database once per process, on its first session, and keeps it.
+_LIBRARY_FILES = "/.onnxruntime/"
+
+
+def _open_fds() -> set[int]:
+    return {int(fd) for fd in os.listdir("/proc/self/fd")} if os.path.isdir("/proc/self/fd") else set()
+
+
+def _describe_fds(fds: set[int]) -> list[str]:
+    names = []
+    for fd in sorted(fds):
+        try:
+            names.append(f"{fd} -> {os.readlink(f'/proc/self/fd/{fd}')}")
+        except OSError:
+            names.append(str(fd))  # closed since: listdir's own descriptor
+    return names
 
 
 def pytest_configure(config) -> None:
@@ -89,7 +223,17 @@ def make_model_dir(dst: Path, **json_files: dict) -> Path:
 def packages_vec(tmp_path_factory) -> Path:
     """The 2,000 real package summaries (tests/data), embedded once per test session."""
     path = tmp_path_factory.mktemp("packages") / "vec.jsonl"
-    r = cli("embed", "-q", str(DATA / "packages-2000.jsonl"))
+    r = cli_inproc("embed", "-q", str(DATA / "packages-2000.jsonl"))
+    assert r.code == 0, r.err
+    path.write_bytes(r.out)
+    return path
+
+
+@pytest.fixture(scope="session")
+def examples_vec(tmp_path_factory) -> Path:
+    """examples/packages.jsonl (300 package summaries), embedded once per test session."""
+    path = tmp_path_factory.mktemp("examples") / "vec.jsonl"
+    r = cli_inproc("embed", "-q", str(EXAMPLES / "packages.jsonl"))
     assert r.code == 0, r.err
     path.write_bytes(r.out)
     return path

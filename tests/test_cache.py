@@ -9,7 +9,7 @@ import sys
 import time
 
 import orjson
-from conftest import DATA, EXAMPLES, cli, make_model_dir
+from conftest import DATA, EXAMPLES, cli_inproc, make_model_dir
 
 DOCS = (EXAMPLES / "packages.jsonl").read_bytes()
 
@@ -20,47 +20,48 @@ def _counts(err: str) -> tuple[int, int]:
     return int(m.group(1).replace(",", "")), int(m.group(2).replace(",", ""))
 
 
-def test_second_run_does_no_inference_and_is_identical(tmp_path):
+def test_second_run_does_no_inference_and_is_identical(tmp_path, examples_vec):
     cache = str(tmp_path / "c.db")
-    first = cli("embed", "--cache", cache, input=DOCS)
-    second = cli("embed", input=DOCS, env={"EMBCLI_CACHE": cache})  # $EMBCLI_CACHE is the default
+    first = cli_inproc("embed", "--cache", cache, input=DOCS)
+    second = cli_inproc("embed", input=DOCS, env={"EMBCLI_CACHE": cache})  # $EMBCLI_CACHE is the default
     assert first.code == second.code == 0
     assert _counts(first.err) == (0, 10)
     assert _counts(second.err) == (300, 0)
-    assert first.out == second.out == cli("embed", input=DOCS).out
-    r = cli("cache", "stats", cache)
+    assert first.out == second.out == examples_vec.read_bytes()  # DOCS embedded without a cache
+    r = cli_inproc("cache", "stats", cache)
     assert r.code == 0 and b"299 vectors" in r.out
 
 
 def test_options_and_model_files_are_part_of_the_key(tmp_path):
     cache = str(tmp_path / "c.db")
-    cli("embed", "-q", "--cache", cache, input=DOCS)
+    cli_inproc("embed", "-q", "--cache", cache, input=DOCS)
     for extra in (["--dims", "128"], ["--prompt", "query: "], ["--max-length", "64"], ["--pooling", "cls"]):
-        r = cli("embed", "--cache", cache, *extra, input=DOCS)
+        r = cli_inproc("embed", "--cache", cache, *extra, input=DOCS)
         assert _counts(r.err)[0] == 0, extra
     # Same graph, other tokenizer file: another model as far as the cache knows.
     d = make_model_dir(tmp_path / "m")
     tok = orjson.loads((d / "tokenizer.json").read_bytes())
     tok["normalizer"]["strip_accents"] = True
     (d / "tokenizer.json").write_bytes(orjson.dumps(tok))
-    assert _counts(cli("embed", "--cache", cache, "-m", str(d), input=DOCS).err)[0] == 0
+    assert _counts(cli_inproc("embed", "--cache", cache, "-m", str(d), input=DOCS).err)[0] == 0
     # The same files under another path are the same model: hits.
     same = make_model_dir(tmp_path / "same")
-    assert _counts(cli("embed", "--cache", cache, "-m", str(same), input=DOCS).err) == (300, 0)
+    assert _counts(cli_inproc("embed", "--cache", cache, "-m", str(same), input=DOCS).err) == (300, 0)
 
 
-def test_metadata_changes_hit_and_come_from_the_input(tmp_path):
+def test_metadata_changes_hit_and_come_from_the_input(tmp_path, examples_vec):
     cache = str(tmp_path / "c.db")
-    cli("embed", "-q", "--cache", cache, input=DOCS)
+    cli_inproc("embed", "-q", "--cache", cache, input=DOCS)
     changed = b"".join(
         orjson.dumps({**orjson.loads(line), "released": "tomorrow", "new": i}) + b"\n"
         for i, line in enumerate(DOCS.splitlines())
     )
-    r = cli("embed", "--cache", cache, input=changed)
+    r = cli_inproc("embed", "--cache", cache, input=changed)
     assert _counts(r.err) == (300, 0)
     recs = r.records()
     assert all(rec["released"] == "tomorrow" and rec["new"] == i for i, rec in enumerate(recs))
-    assert [rec["embedding"] for rec in recs] == [rec["embedding"] for rec in cli("embed", input=DOCS).records()]
+    uncached = [orjson.loads(line) for line in examples_vec.read_bytes().splitlines()]  # DOCS, no cache
+    assert [rec["embedding"] for rec in recs] == [rec["embedding"] for rec in uncached]
 
 
 def _rows(path: str) -> int:
@@ -92,7 +93,7 @@ def test_killed_run_leaves_a_usable_cache(tmp_path, packages_vec):
         time.sleep(0.2)
     p.send_signal(signal.SIGKILL)
     p.wait()
-    r = cli("embed", "--cache", cache, input=data)
+    r = cli_inproc("embed", "--cache", cache, input=data)
     assert r.code == 0, r.err
     hits, _ = _counts(r.err)
     assert 0 < hits < 2000  # resumed from what the killed job had committed
@@ -129,15 +130,15 @@ def test_two_jobs_share_one_cache(tmp_path, packages_vec):
     assert [p.returncode for p in procs] == [0, 0], [outs[i][1].decode() for i in outs]
     for i, (lo, hi) in enumerate(parts):
         assert outs[i][0] == b"".join(expected[lo:hi])
-    r = cli("embed", "--cache", cache, input=b"".join(lines))
+    r = cli_inproc("embed", "--cache", cache, input=b"".join(lines))
     assert _counts(r.err) == (1600, 0)
 
 
 def test_prune(tmp_path):
     cache = str(tmp_path / "c.db")
-    cli("embed", "-q", "--cache", cache, input=DOCS)
-    assert cli("cache", "prune", cache, "--older-than", "1d").err.startswith("embcli: pruned 0 vectors")
+    cli_inproc("embed", "-q", "--cache", cache, input=DOCS)
+    assert cli_inproc("cache", "prune", cache, "--older-than", "1d").err.startswith("embcli: pruned 0 vectors")
     time.sleep(2.1)  # "used" has one-second resolution
-    assert "pruned 299 vectors" in cli("cache", "prune", cache, "--older-than", "1s").err
-    assert _counts(cli("embed", "--cache", cache, input=DOCS).err)[0] == 0
-    assert cli("cache", "prune", cache, "--older-than", "soon").code == 2
+    assert "pruned 299 vectors" in cli_inproc("cache", "prune", cache, "--older-than", "1s").err
+    assert _counts(cli_inproc("embed", "--cache", cache, input=DOCS).err)[0] == 0
+    assert cli_inproc("cache", "prune", cache, "--older-than", "soon").code == 2

@@ -6,7 +6,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import EXAMPLES, cli
+from conftest import EXAMPLES, cli, cli_inproc
 
 HEAVY = ("onnxruntime", "tokenizers", "usearch")
 
@@ -25,11 +25,10 @@ STREAM_COMMANDS = [
 
 
 @pytest.fixture(scope="module")
-def paths(tmp_path_factory) -> dict:
+def paths(tmp_path_factory, examples_vec) -> dict:
     d = tmp_path_factory.mktemp("contract")
-    vec = cli("embed", "-q", str(EXAMPLES / "packages.jsonl")).out
-    (d / "vec.jsonl").write_bytes(vec)
-    assert cli("index", "-q", "-o", str(d / "ex.idx"), str(d / "vec.jsonl")).code == 0
+    (d / "vec.jsonl").write_bytes(examples_vec.read_bytes())
+    assert cli_inproc("index", "-q", "-o", str(d / "ex.idx"), str(d / "vec.jsonl")).code == 0
     return {
         "idx": str(d / "ex.idx"),
         "new": str(d / "new.idx"),

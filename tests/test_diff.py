@@ -7,7 +7,7 @@ import re
 import numpy as np
 import orjson
 import pytest
-from conftest import cli
+from conftest import cli_inproc
 
 from embcli.analysis.diff import compare_corpora
 
@@ -42,7 +42,7 @@ def test_different_topics_are_different(records, tmp_path):
     web = [r for r in records if WEB.search(r["text"]) and not ML.search(r["text"])]
     ml = [r for r in records if ML.search(r["text"]) and not WEB.search(r["text"])]
     assert len(web) > 80 and len(ml) > 80
-    r = cli("diff", _write(tmp_path / "web.jsonl", web), _write(tmp_path / "ml.jsonl", ml), "--top", "3")
+    r = cli_inproc("diff", _write(tmp_path / "web.jsonl", web), _write(tmp_path / "ml.jsonl", ml), "--top", "3")
     assert r.code == 1, r.err  # different
     report = orjson.loads(r.out)
     assert report["verdict"] == "different"
@@ -50,14 +50,14 @@ def test_different_topics_are_different(records, tmp_path):
     assert report["tests"]["classifier"]["auc"] > 0.8
     # The B items least like A are listed with their ids and texts.
     assert len(report["least_like_a"]) == 3 and all("text" in item for item in report["least_like_a"])
-    r = cli("diff", str(tmp_path / "web.jsonl"), str(tmp_path / "ml.jsonl"), "--items", "--top", "2")
+    r = cli_inproc("diff", str(tmp_path / "web.jsonl"), str(tmp_path / "ml.jsonl"), "--items", "--top", "2")
     lines = r.records()
     assert [line["kind"] for line in lines] == ["new", "new", "gone", "gone"] and "verdict: different" in r.err
 
 
 def test_same_corpus_split_via_cli_exits_0(records, tmp_path):
     a, b = _write(tmp_path / "a.jsonl", records[::2]), _write(tmp_path / "b.jsonl", records[1::2])
-    r = cli("diff", a, b, "--format", "json")
+    r = cli_inproc("diff", a, b, "--format", "json")
     assert r.code == 0, r.err
     assert orjson.loads(r.out)["verdict"] == "same"
 
@@ -75,26 +75,26 @@ def test_aligned_mode_overlap(records, tmp_path):
         (_write(tmp_path / "rot.jsonl", rotated), 0, 0.999, 1.0),
         (_write(tmp_path / "shuf.jsonl", shuffled), 1, 0.0, 0.1),
     ):
-        r = cli("diff", a, other, "--by", "id")
+        r = cli_inproc("diff", a, other, "--by", "id")
         assert r.code == expect_code, r.err
         report = orjson.loads(r.out)
         assert lo <= report["mean_overlap"] <= hi, report["mean_overlap"]
         assert report["ids"] == 500
     # Across dimensions (a Matryoshka-truncated version) it still compares neighbourhoods.
     short = [{"id": r["id"], "embedding": r["embedding"][:128]} for r in recs]
-    report = orjson.loads(cli("diff", a, _write(tmp_path / "short.jsonl", short), "--by", "id").out)
+    report = orjson.loads(cli_inproc("diff", a, _write(tmp_path / "short.jsonl", short), "--by", "id").out)
     assert 0.2 < report["mean_overlap"] < 1.0 and "mean_cosine_between_versions" not in report
 
 
 def test_bad_inputs(records, tmp_path):
     a = _write(tmp_path / "a.jsonl", records[:50])
     short = _write(tmp_path / "s.jsonl", [{"embedding": r["embedding"][:64]} for r in records[:50]])
-    r = cli("diff", a, short)
+    r = cli_inproc("diff", a, short)
     assert r.code == 3 and "64" in r.err and "--by id" in r.err
     empty = tmp_path / "empty.jsonl"
     empty.write_bytes(b"")
-    assert cli("diff", str(empty), str(empty)).code == 0
-    r = cli("diff", a, str(empty))
+    assert cli_inproc("diff", str(empty), str(empty)).code == 0
+    r = cli_inproc("diff", a, str(empty))
     assert r.code == 3 and "at least 5" in r.err
-    r = cli("diff", "-", "-")
+    r = cli_inproc("diff", "-", "-")
     assert r.code == 2

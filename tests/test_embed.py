@@ -10,7 +10,7 @@ import time
 
 import numpy as np
 import orjson
-from conftest import EXAMPLES, cli
+from conftest import EXAMPLES, cli, cli_inproc
 
 MIN_COSINE = 0.998  # int8-weight graph vs fp32 reference (measured min 0.99875)
 
@@ -26,7 +26,7 @@ def _jsonl(golden: list[dict]) -> bytes:
 
 
 def test_golden_one_at_a_time_jsonl(golden):
-    r = cli("embed", "--batch-size", "1", "-q", input=_jsonl(golden))
+    r = cli_inproc("embed", "--batch-size", "1", "-q", input=_jsonl(golden))
     assert r.code == 0, r.err
     assert r.err == ""
     recs = r.records()
@@ -43,11 +43,11 @@ def test_golden_shuffled_batches_jsonl_and_npy(golden):
     data = _jsonl(shuffled)
     # One big mixed-length batch, and the default length-sorted batches.
     for extra in (["--batch-size", "256", "--max-batch-tokens", "100000"], []):
-        r = cli("embed", *extra, input=data)
+        r = cli_inproc("embed", *extra, input=data)
         assert r.code == 0, r.err
         vecs = np.array([rec["embedding"] for rec in r.records()], dtype=np.float32)
         assert _cosines(vecs, shuffled).min() >= MIN_COSINE
-    r = cli("embed", "--format", "npy", input=data)
+    r = cli_inproc("embed", "--format", "npy", input=data)
     assert r.code == 0, r.err
     vecs = np.concatenate(list(_read_npy_stream(r.out)))
     assert vecs.shape == (len(golden), 384) and vecs.dtype == np.float32
@@ -62,17 +62,18 @@ def _read_npy_stream(buf: bytes):
 
 def test_same_input_gives_byte_identical_output():
     data = (EXAMPLES / "packages.jsonl").read_bytes()
-    a, b = cli("embed", "-q", input=data), cli("embed", "-q", input=data)
+    # A fresh process, and this one after other runs: "whatever ran before" (DESIGN §3).
+    a, b = cli("embed", "-q", input=data), cli_inproc("embed", "-q", input=data)
     assert a.code == b.code == 0
     assert a.out == b.out and len(a.out) > 0
-    a, b = cli("embed", "-q", "--format", "npy", input=data), cli("embed", "-q", "--format", "npy", input=data)
+    a, b = cli("embed", "-q", "--format", "npy", input=data), cli_inproc("embed", "-q", "--format", "npy", input=data)
     assert a.out == b.out
 
 
-def test_dims_truncates_then_renormalizes():
+def test_dims_truncates_then_renormalizes(examples_vec):
     data = (EXAMPLES / "packages.jsonl").read_bytes()
-    full = np.array([r["embedding"] for r in cli("embed", input=data).records()], dtype=np.float32)
-    r = cli("embed", "--dims", "128", input=data)
+    full = np.array([orjson.loads(line)["embedding"] for line in examples_vec.read_bytes().splitlines()], np.float32)
+    r = cli_inproc("embed", "--dims", "128", input=data)
     assert r.code == 0, r.err
     small = np.array([rec["embedding"] for rec in r.records()], dtype=np.float32)
     assert small.shape == (len(full), 128)
@@ -82,7 +83,7 @@ def test_dims_truncates_then_renormalizes():
 
 
 def test_fields_pass_through_and_text_input():
-    r = cli(
+    r = cli_inproc(
         "embed",
         "--vector-field",
         "vec",
@@ -102,19 +103,19 @@ def test_fields_pass_through_and_text_input():
         "normalize": True,
         "prompt": "",
     }
-    r = cli("embed", "--model-field", "", "--dims", "64", input='{"text": "no provenance"}\n')
+    r = cli_inproc("embed", "--model-field", "", "--dims", "64", input='{"text": "no provenance"}\n')
     assert list(r.records()[0]) == ["text", "embedding"]
     assert rec["meta"] == {"k": [1, 2]} and len(rec["vec"]) == 384
-    r = cli("embed", "--input-format", "text", input="first text\nsecond text\n")
+    r = cli_inproc("embed", "--input-format", "text", input="first text\nsecond text\n")
     assert [rec["text"] for rec in r.records()] == ["first text", "second text"]
 
 
 def test_existing_vector_field_is_not_overwritten_silently():
     line = '{"text": "hello", "embedding": [1, 2]}\n'
-    r = cli("embed", input=line)
+    r = cli_inproc("embed", input=line)
     assert r.code == 3 and r.out == b""
     assert "already has a 'embedding' field" in r.err and "--overwrite" in r.err
-    r = cli("embed", "--overwrite", input=line)
+    r = cli_inproc("embed", "--overwrite", input=line)
     assert r.code == 0 and len(r.records()[0]["embedding"]) == 384
 
 
@@ -144,12 +145,12 @@ def test_streams_first_output_before_input_ends():
 
 def test_truncation_is_counted_or_refused():
     long_text = "word " * 600
-    r = cli("embed", input=orjson.dumps({"text": long_text}) + b"\n")
+    r = cli_inproc("embed", input=orjson.dumps({"text": long_text}) + b"\n")
     assert r.code == 0
     assert "1 text truncated to 256 tokens" in r.err
-    r = cli("embed", "--max-length", "8", input='{"text": "one two three four five six seven eight"}\n')
+    r = cli_inproc("embed", "--max-length", "8", input='{"text": "one two three four five six seven eight"}\n')
     assert "truncated to 8 tokens" in r.err
-    r = cli("embed", "--no-truncate", input=orjson.dumps({"text": long_text}) + b"\n")
+    r = cli_inproc("embed", "--no-truncate", input=orjson.dumps({"text": long_text}) + b"\n")
     assert r.code == 3 and r.out == b"" and "longer than 256 tokens" in r.err
 
 

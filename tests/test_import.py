@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import orjson
 import pytest
-from conftest import DATA, cli
+from conftest import DATA, cli, cli_inproc
 
 from embcli.build.transformer import position_ids, read_encoder, reference_forward
 
@@ -174,11 +174,11 @@ def test_tiny_models_import_and_match_the_reference(tmp_path, kind):
     real = mask.astype(bool)
     assert np.abs(got[real] - ref[real]).max() < 1e-4
 
-    info = orjson.loads(cli("models", "info", "--json", str(out)).out)
+    info = orjson.loads(cli_inproc("models", "info", "--json", str(out)).out)
     assert info["graph"]["kind"] == "fp32" and "models import" in info["graph"]["why"]
 
     # And embcli embeds with it: the same vectors as the reference, alone or batched.
-    r = cli("embed", "--model", str(out), "--input-format", "text", input="\n".join(TEXTS) + "\n")
+    r = cli_inproc("embed", "--model", str(out), "--input-format", "text", input="\n".join(TEXTS) + "\n")
     assert r.code == 0, r.err
     vecs = np.array([rec["embedding"] for rec in r.records()])
     assert vecs.shape == (len(TEXTS), 32)
@@ -203,7 +203,7 @@ def test_fused_and_fp16_graphs_pass_their_gates(tmp_path):
     assert r.code == 0, r.err
     gate = orjson.loads((tmp_path / "half" / "embcli-build.json").read_bytes())["gates"][-1]
     assert gate["precision"] == "fp16" and gate["golden_min"] >= 0.998 and gate["real_min"] >= 0.995
-    r = cli("embed", "--model", str(tmp_path / "half"), "--input-format", "text", input="python data library\n")
+    r = cli_inproc("embed", "--model", str(tmp_path / "half"), "--input-format", "text", input="python data library\n")
     assert r.code == 0, r.err
 
 
@@ -250,7 +250,7 @@ def test_default_model_weights_import_exactly(tmp_path, golden):
     assert record["weights_sha256"]["model.safetensors"] == (
         "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
     )
-    r = cli("embed", "--model", str(out), "--vector-field", "mine", str(DATA / "golden-all-MiniLM-L6-v2.jsonl"))
+    r = cli_inproc("embed", "--model", str(out), "--vector-field", "mine", str(DATA / "golden-all-MiniLM-L6-v2.jsonl"))
     assert r.code == 0, r.err
     got = np.array([rec["mine"] for rec in r.records()])
     want = np.array([g["embedding"] for g in golden])

@@ -7,18 +7,14 @@ import io
 import numpy as np
 import orjson
 import pytest
-from conftest import EXAMPLES, cli
+from conftest import cli_inproc
 
 from embcli.analysis.quantize import Quantizer
 
 
 @pytest.fixture(scope="module")
-def vec_jsonl(tmp_path_factory):
-    path = tmp_path_factory.mktemp("q") / "vec.jsonl"
-    r = cli("embed", "-q", str(EXAMPLES / "packages.jsonl"))
-    assert r.code == 0
-    path.write_bytes(r.out)
-    return path
+def vec_jsonl(examples_vec):
+    return examples_vec  # examples/packages.jsonl, embedded once per session
 
 
 def test_f16_round_trip():
@@ -71,34 +67,34 @@ def test_fitted_scales_and_code_scores_track_inner_products(vec_jsonl):
 
 def test_saved_ranges_give_identical_codes(vec_jsonl, tmp_path):
     ranges = tmp_path / "r.json"
-    corpus = cli("quantize", "--to", "int8", "--save-ranges", str(ranges), str(vec_jsonl))
+    corpus = cli_inproc("quantize", "--to", "int8", "--save-ranges", str(ranges), str(vec_jsonl))
     assert corpus.code == 0, corpus.err
-    again = cli("quantize", "--ranges", str(ranges), str(vec_jsonl))
+    again = cli_inproc("quantize", "--ranges", str(ranges), str(vec_jsonl))
     assert again.out == corpus.out
     lines = vec_jsonl.read_bytes().splitlines(keepends=True)
-    single = cli("quantize", "--ranges", str(ranges), input=lines[42])
+    single = cli_inproc("quantize", "--ranges", str(ranges), input=lines[42])
     assert single.out == corpus.out.splitlines(keepends=True)[42]
     rec = single.records()[0]
     assert rec["quantization"]["scheme"] == "int8" and rec["quantization"]["dims"] == 384
     assert rec["id"] == orjson.loads(lines[42])["id"] and len(rec["embedding"]) == 384
     # One vector cannot calibrate int8 by itself: refused with the way out.
-    r = cli("quantize", "--to", "int8", input=lines[42])
+    r = cli_inproc("quantize", "--to", "int8", input=lines[42])
     assert r.code == 2 and "--ranges FILE" in r.err
 
 
 def test_dims_and_npy_output(vec_jsonl):
-    r = cli("quantize", "--to", "binary", "--bits", "2", "--dims", "128", "--format", "npy", str(vec_jsonl))
+    r = cli_inproc("quantize", "--to", "binary", "--bits", "2", "--dims", "128", "--format", "npy", str(vec_jsonl))
     assert r.code == 0, r.err
     codes = np.load(io.BytesIO(r.out))
     assert codes.shape == (300, 32) and codes.dtype == np.int8  # 128 dims x 2 bits / 8
-    r = cli("quantize", "--to", "f16", "--dims", "64", input=vec_jsonl.read_bytes().splitlines(keepends=True)[0])
+    r = cli_inproc("quantize", "--to", "f16", "--dims", "64", input=vec_jsonl.read_bytes().splitlines(keepends=True)[0])
     rec = r.records()[0]
     assert len(rec["embedding"]) == 64 and rec["embedding_model"]["dims"] == 64
     assert abs(np.linalg.norm(rec["embedding"]) - 1) < 1e-3
 
 
 def test_report_table(vec_jsonl):
-    r = cli("quantize", "--report", "--queries", "100", str(vec_jsonl))
+    r = cli_inproc("quantize", "--report", "--queries", "100", str(vec_jsonl))
     assert r.code == 0, r.err
     rows = {row["scheme"]: row for row in r.records()}
     assert rows["f16"]["recall"] >= 0.99 and rows["int8"]["recall"] >= 0.95
@@ -109,17 +105,17 @@ def test_report_table(vec_jsonl):
 
 def test_binary_index_with_rescore_finds_each_document(vec_jsonl, tmp_path):
     idx = tmp_path / "b1.idx"
-    r = cli("index", "--dtype", "b1", "-o", str(idx), str(vec_jsonl))
+    r = cli_inproc("index", "--dtype", "b1", "-o", str(idx), str(vec_jsonl))
     assert r.code == 0, r.err
     recs = [orjson.loads(line) for line in vec_jsonl.read_bytes().splitlines()]
     x = np.array([rec["embedding"] for rec in recs], np.float32)
     best = (x @ x.T).max(axis=1)
     queries = b"".join(orjson.dumps({"text": rec["text"]}) + b"\n" for rec in recs)
-    got = cli("search", str(idx), "-k", "1", "--rescore", "4", input=queries).records()
+    got = cli_inproc("search", str(idx), "-k", "1", "--rescore", "4", input=queries).records()
     # Same top-1 as float exact search (a duplicate summary scores the same).
     for i, out in enumerate(got):
         assert abs(out["results"][0]["score"] - best[i]) < 1e-5, recs[i]["id"]
     bare = tmp_path / "bare.idx"
-    assert cli("index", "-q", "--dtype", "b1", "--no-keep-floats", "-o", str(bare), str(vec_jsonl)).code == 0
-    r = cli("search", str(bare), "--rescore", "4", input=queries[:200].rsplit(b"\n", 1)[0] + b"\n")
+    assert cli_inproc("index", "-q", "--dtype", "b1", "--no-keep-floats", "-o", str(bare), str(vec_jsonl)).code == 0
+    r = cli_inproc("search", str(bare), "--rescore", "4", input=queries[:200].rsplit(b"\n", 1)[0] + b"\n")
     assert r.code == 4 and "keeps none" in r.err
