@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gc
-import importlib
 import io
 import logging
 import os
@@ -66,7 +65,6 @@ def cli_inproc(*args: str, input: bytes | str = b"", env: dict | None = None, cw
     if isinstance(input, str):
         input = input.encode()
     from embcli import cli as entry
-    from embcli.env import Env, using
 
     out, err = _Output(), io.StringIO()
     stdin = io.TextIOWrapper(io.BufferedReader(io.BytesIO(input)), encoding="utf-8")
@@ -75,16 +73,13 @@ def cli_inproc(*args: str, input: bytes | str = b"", env: dict | None = None, cw
     try:
         os.environ.pop("EMBCLI_MODEL", None)
         os.environ.update({"HF_HUB_OFFLINE": "1", **(env or {})})
-        if isinstance(getattr(entry, "_debug", None), dict):  # read from the environment at start-up
-            entry._debug["on"] = bool(os.environ.get("EMBCLI_DEBUG"))
         if cwd is not None:
             os.chdir(cwd)
         sys.stdin, sys.stdout, sys.stderr = stdin, stdout, err
-        with using(Env(stderr=err)):
-            try:
-                code = entry.run(list(args))
-            except SystemExit as e:  # pragma: no cover - run() returns codes; a stray exit still counts
-                code = e.code if isinstance(e.code, int) else 1
+        try:  # run() makes the run's own Env (quiet, debug, notices), as main() does
+            code = entry.run(list(args))
+        except SystemExit as e:  # pragma: no cover - run() returns codes; a stray exit still counts
+            code = e.code if isinstance(e.code, int) else 1
         stdout.flush()
     finally:
         saved.restore()
@@ -92,9 +87,6 @@ def cli_inproc(*args: str, input: bytes | str = b"", env: dict | None = None, cw
     return Result(int(code), out.getvalue(), err.getvalue())
 
 
-# Module-level switches the CLI sets for a run (-q, --debug, the default graph's notices): an
-# in-process run must not leave them set for the next. Absent ones (moved into Env) are skipped.
-_CLI_SWITCHES = [("embcli.cli", "_debug"), ("embcli.commands._ui", "_quiet"), ("embcli.build.defaultgraph", "notify")]
 _SIGNALS = [getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGPIPE") if hasattr(signal, name)]
 
 
@@ -105,7 +97,6 @@ class _ProcessState:
     environ: dict
     cwd: str
     streams: tuple
-    switches: list
     handlers: dict
     showwarning: object
     last_resort: object
@@ -114,17 +105,10 @@ class _ProcessState:
 
     @classmethod
     def save(cls) -> _ProcessState:
-        switches = []
-        for module_name, attr in _CLI_SWITCHES:
-            module = importlib.import_module(module_name)
-            if hasattr(module, attr):
-                value = getattr(module, attr)
-                switches.append((module, attr, value, dict(value) if isinstance(value, dict) else None))
         return cls(
             dict(os.environ),
             os.getcwd(),
             (sys.stdin, sys.stdout, sys.stderr),
-            switches,
             {sig: signal.getsignal(sig) for sig in _SIGNALS},
             warnings.showwarning,
             logging.lastResort,
@@ -137,11 +121,6 @@ class _ProcessState:
         os.chdir(self.cwd)
         os.environ.clear()
         os.environ.update(self.environ)
-        for module, attr, value, contents in self.switches:
-            setattr(module, attr, value)
-            if contents is not None:  # a dict changed in place
-                value.clear()
-                value.update(contents)
         for sig, handler in self.handlers.items():
             signal.signal(sig, handler)
         warnings.showwarning = self.showwarning
