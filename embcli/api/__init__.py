@@ -17,7 +17,7 @@ from embcli.api.analyses import (
     diff,
     quantize,
 )
-from embcli.api.encoding import Encoder, resolve
+from embcli.api.encoding import Encoder, ensure_model, resolve
 from embcli.api.indexes import Index
 from embcli.api.records import read_records, read_vectors, write_records
 
@@ -32,6 +32,7 @@ __all__ = [
     "cluster",
     "detect_anomalies",
     "diff",
+    "ensure_model",
     "quantize",
     "read_records",
     "read_vectors",
