@@ -25,7 +25,8 @@ import orjson
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from embcli.io.files import sha256_file
-from embcli.search.index import IndexOptions, IndexReader, IndexWriter, _map_file, check_usearch_file
+from embcli.search.index import IndexOptions, IndexReader, IndexWriter, _map_file
+from embcli.search.usearch_file import check_usearch_file
 
 CACHE = Path(__file__).resolve().parent / ".cache"
 

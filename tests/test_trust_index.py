@@ -19,7 +19,8 @@ import pytest
 from conftest import ROOT, cli, make_model_dir
 
 from embcli.errors import IncompatibleError
-from embcli.search.index import IndexOptions, IndexReader, IndexWriter, check_usearch_file
+from embcli.search.index import IndexOptions, IndexReader, IndexWriter
+from embcli.search.usearch_file import check_usearch_file
 
 DIMS = 16
 
