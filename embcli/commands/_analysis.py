@@ -4,32 +4,16 @@ and writing records (reading them and checking result fields is embcli.analysis.
 from __future__ import annotations
 
 import sys
-from typing import Annotated, Optional
-
-import typer
 
 from embcli.commands import _options as o
 
-EvalField = Annotated[
-    Optional[str],
-    typer.Option(
-        "--eval",
-        metavar="FIELD",
-        help="The input carries gold labels in FIELD: print the standard metrics on stderr.",
-        show_default=False,
-        rich_help_panel=o.IO,
-    ),
-]
-EvalOut = Annotated[
-    Optional[str],
-    typer.Option(
-        "--eval-out",
-        metavar="FILE",
-        help="Also write the --eval metrics as JSON.",
-        show_default=False,
-        rich_help_panel=o.IO,
-    ),
-]
+EvalField = o.text_option(
+    "--eval",
+    metavar="FIELD",
+    help="The input carries gold labels in FIELD: print the standard metrics on stderr.",
+    panel=o.IO,
+)
+EvalOut = o.text_option("--eval-out", metavar="FILE", help="Also write the --eval metrics as JSON.", panel=o.IO)
 
 
 def write_records(records: list[dict], output: str | None) -> None:

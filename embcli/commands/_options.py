@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from enum import Enum
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -26,41 +26,37 @@ Device = choice("Device", choices.DEVICES)
 Pooling = choice("Pooling", choices.POOLINGS)
 
 
+def option(kind: Any, *flags: str, help: str, panel: str = IO, **settings: Any) -> Any:
+    """A flag of type ``kind`` in a help panel: one line per option instead of an Annotated block."""
+    return Annotated[kind, typer.Option(*flags, help=help, rich_help_panel=panel, **settings)]
+
+
+def text_option(*flags: str, metavar: str, help: str, panel: str = IO) -> Any:
+    """An optional text-valued flag with no default shown: the commonest option shape here."""
+    option = typer.Option(*flags, metavar=metavar, help=help, show_default=False, rich_help_panel=panel)
+    return Annotated[Optional[str], option]
+
+
 InputArg = Annotated[
     Optional[str],
     typer.Argument(help="Input file; '-' or none reads stdin.", show_default=False, metavar="INPUT"),
 ]
-Output = Annotated[
-    Optional[str],
-    typer.Option(
-        "-o", "--output", metavar="PATH", help="Write to this file (atomically) instead of stdout.", rich_help_panel=IO
-    ),
-]
-InputFormatOpt = Annotated[
-    InputFormat,
-    typer.Option(
-        "--input-format", help="jsonl: one JSON object per line; text: one text per line.", rich_help_panel=IO
-    ),
-]
-FormatOpt = Annotated[
+Output = option(
+    Optional[str], "-o", "--output", metavar="PATH", help="Write to this file (atomically) instead of stdout.", panel=IO
+)
+InputFormatOpt = option(
+    InputFormat, "--input-format", help="jsonl: one JSON object per line; text: one text per line.", panel=IO
+)
+FormatOpt = option(
     Optional[OutputFormat],
-    typer.Option(
-        "--format",
-        help="Output format: jsonl records, or npy vectors. Default: npy when -o ends in .npy, else jsonl.",
-        show_default=False,
-        rich_help_panel=IO,
-    ),
-]
-TextField = Annotated[
-    str, typer.Option("--text-field", metavar="NAME", help="Field that holds the text.", rich_help_panel=IO)
-]
-VectorField = Annotated[
-    str, typer.Option("--vector-field", metavar="NAME", help="Field that holds the vector.", rich_help_panel=IO)
-]
-OnErrorOpt = Annotated[
-    OnError,
-    typer.Option("--on-error", help="Bad records: fail on the first, or skip them and count.", rich_help_panel=IO),
-]
+    "--format",
+    show_default=False,
+    help="Output format: jsonl records, or npy vectors. Default: npy when -o ends in .npy, else jsonl.",
+    panel=IO,
+)
+TextField = option(str, "--text-field", metavar="NAME", help="Field that holds the text.", panel=IO)
+VectorField = option(str, "--vector-field", metavar="NAME", help="Field that holds the vector.", panel=IO)
+OnErrorOpt = option(OnError, "--on-error", help="Bad records: fail on the first, or skip them and count.", panel=IO)
 
 
 def _quiet(value: bool) -> bool:
@@ -71,56 +67,35 @@ def _quiet(value: bool) -> bool:
     return value
 
 
-Quiet = Annotated[
-    bool,
-    typer.Option("-q", "--quiet", help="Print nothing on stderr but errors.", rich_help_panel=IO, callback=_quiet),
-]
-ModelOpt = Annotated[
-    Optional[str],
-    typer.Option(
-        "-m",
-        "--model",
-        metavar="NAME",
-        help="Built-in name, local model directory, or hub repo id. Default: $EMBCLI_MODEL, else all-MiniLM-L6-v2.",
-        show_default=False,
-        rich_help_panel=MODEL,
-    ),
-]
-DeviceOpt = Annotated[
-    Device,
-    typer.Option(
-        "--device",
-        help="auto: CUDA when it really loads, else CPU. cuda: fail rather than use CPU.",
-        rich_help_panel=SPEED,
-    ),
-]
-Threads = Annotated[
+Quiet = option(bool, "-q", "--quiet", callback=_quiet, help="Print nothing on stderr but errors.", panel=IO)
+ModelOpt = text_option(
+    "-m",
+    "--model",
+    metavar="NAME",
+    help="Built-in name, local model directory, or hub repo id. Default: $EMBCLI_MODEL, else all-MiniLM-L6-v2.",
+    panel=MODEL,
+)
+DeviceOpt = option(
+    Device, "--device", help="auto: CUDA when it really loads, else CPU. cuda: fail rather than use CPU.", panel=SPEED
+)
+Threads = option(
     Optional[int],
-    typer.Option(
-        "--threads",
-        min=1,
-        help="CPU threads for inference. Default: all cores.",
-        show_default=False,
-        rich_help_panel=SPEED,
-    ),
-]
-BatchSize = Annotated[
-    int,
-    typer.Option("--batch-size", min=1, metavar="N", help="Most texts in one inference batch.", rich_help_panel=SPEED),
-]
-ModelField = Annotated[
+    "--threads",
+    min=1,
+    show_default=False,
+    help="CPU threads for inference. Default: all cores.",
+    panel=SPEED,
+)
+BatchSize = option(int, "--batch-size", min=1, metavar="N", help="Most texts in one inference batch.", panel=SPEED)
+ModelField = option(
     str,
-    typer.Option(
-        "--model-field",
-        metavar="NAME",
-        help="Field that records the model and options that made the vector, so `index` and `search` "
-        "can check and reproduce them; '' leaves it out.",
-        rich_help_panel=IO,
-    ),
-]
-Overwrite = Annotated[
-    bool, typer.Option("--overwrite", help="Replace result fields the records already have.", rich_help_panel=IO)
-]
+    "--model-field",
+    metavar="NAME",
+    help="Field that records the model and options that made the vector, so `index` and `search` "
+    "can check and reproduce them; '' leaves it out.",
+    panel=IO,
+)
+Overwrite = option(bool, "--overwrite", help="Replace result fields the records already have.", panel=IO)
 
 
 def optional(*flags: str, help: str, panel: str, metavar: str | None = None) -> typer.models.OptionInfo:

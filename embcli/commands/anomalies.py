@@ -5,8 +5,6 @@ from __future__ import annotations
 from enum import Enum
 from typing import Annotated, Optional
 
-import typer
-
 from embcli.commands import _options as o
 from embcli.commands._analysis import EvalField, EvalOut, report_eval
 from embcli.commands._ui import say, warn
@@ -28,19 +26,11 @@ class Aggregate(str, Enum):
     max = "max"
 
 
-MethodOpt = Annotated[
-    Method,
-    typer.Option(
-        "--method",
-        help="knn (cosine distance to the k nearest), lof, iforest, ecod or mahalanobis.",
-        rich_help_panel=DETECT,
-    ),
-]
-KOpt = Annotated[int, typer.Option("-k", min=1, metavar="N", help="knn and lof: neighbours.", rich_help_panel=DETECT)]
-AggregateOpt = Annotated[
-    Aggregate,
-    typer.Option("--aggregate", help="knn: mean or largest distance to the k nearest.", rich_help_panel=DETECT),
-]
+MethodOpt = o.option(
+    Method, "--method", help="knn (cosine distance to the k nearest), lof, iforest, ecod or mahalanobis.", panel=DETECT
+)
+KOpt = o.option(int, "-k", min=1, metavar="N", help="knn and lof: neighbours.", panel=DETECT)
+AggregateOpt = o.option(Aggregate, "--aggregate", help="knn: mean or largest distance to the k nearest.", panel=DETECT)
 ReferenceOpt = Annotated[
     Optional[str],
     o.optional(
@@ -71,20 +61,12 @@ DetectorFileOpt = Annotated[
     Optional[str],
     o.optional("--detector-file", metavar="FILE", help="Score with a saved detector (streams).", panel=DETECT),
 ]
-SeedOpt = Annotated[int, typer.Option("--seed", help="iforest: random state.", rich_help_panel=DETECT)]
-OnlyAnomaliesOpt = Annotated[
-    bool,
-    typer.Option("--only-anomalies", help="Pass only the flagged records down the pipe.", rich_help_panel=o.IO),
-]
-ScoreFieldOpt = Annotated[
-    str,
-    typer.Option(
-        "--score-field", metavar="NAME", help="Field for the score (higher = more anomalous).", rich_help_panel=o.IO
-    ),
-]
-FlagFieldOpt = Annotated[
-    str, typer.Option("--flag-field", metavar="NAME", help="Field for the flag.", rich_help_panel=o.IO)
-]
+SeedOpt = o.option(int, "--seed", help="iforest: random state.", panel=DETECT)
+OnlyAnomaliesOpt = o.option(bool, "--only-anomalies", help="Pass only the flagged records down the pipe.", panel=o.IO)
+ScoreFieldOpt = o.option(
+    str, "--score-field", metavar="NAME", help="Field for the score (higher = more anomalous).", panel=o.IO
+)
+FlagFieldOpt = o.option(str, "--flag-field", metavar="NAME", help="Field for the flag.", panel=o.IO)
 
 
 def detect_anomalies(

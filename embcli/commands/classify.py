@@ -5,8 +5,6 @@ from __future__ import annotations
 from enum import Enum
 from typing import Annotated, Optional
 
-import typer
-
 from embcli.commands import _options as o
 from embcli.commands._analysis import EvalField, EvalOut, report_eval
 from embcli.commands._ui import say, warn
@@ -34,29 +32,18 @@ LabelsFile = Annotated[
         panel=ZERO,
     ),
 ]
-Template = Annotated[
-    str,
-    typer.Option(
-        "--template",
-        metavar="TEXT",
-        help="Zero-shot: how a label is put into words; {label} is replaced.",
-        rich_help_panel=ZERO,
-    ),
-]
-Refine = Annotated[
+Template = o.option(
+    str, "--template", metavar="TEXT", help="Zero-shot: how a label is put into words; {label} is replaced.", panel=ZERO
+)
+Refine = o.option(
     bool,
-    typer.Option(
-        "--refine",
-        help="Zero-shot: move each label vector to the centroid of its nearest inputs (reads the whole input).",
-        rich_help_panel=ZERO,
-    ),
-]
-RefineTop = Annotated[
-    int,
-    typer.Option(
-        "--refine-top", min=1, metavar="N", help="--refine: documents per label centroid.", rich_help_panel=ZERO
-    ),
-]
+    "--refine",
+    help="Zero-shot: move each label vector to the centroid of its nearest inputs (reads the whole input).",
+    panel=ZERO,
+)
+RefineTop = o.option(
+    int, "--refine-top", min=1, metavar="N", help="--refine: documents per label centroid.", panel=ZERO
+)
 Model = Annotated[
     Optional[str],
     o.optional(
@@ -73,26 +60,16 @@ Train = Annotated[
         "--train", metavar="FILE", help="Supervised: embedded records with labels to fit a head on.", panel=SUPERVISED
     ),
 ]
-LabelField = Annotated[
-    str,
-    typer.Option(
-        "--label-field",
-        metavar="NAME",
-        help="Supervised: the label field of --train records.",
-        rich_help_panel=SUPERVISED,
-    ),
-]
-HeadOpt = Annotated[
+LabelField = o.option(
+    str, "--label-field", metavar="NAME", help="Supervised: the label field of --train records.", panel=SUPERVISED
+)
+HeadOpt = o.option(
     HeadKind,
-    typer.Option(
-        "--head",
-        help="Supervised: logistic regression, weighted kNN vote, or nearest centroid.",
-        rich_help_panel=SUPERVISED,
-    ),
-]
-K = Annotated[
-    int, typer.Option("-k", min=1, metavar="N", help="--head knn: neighbours that vote.", rich_help_panel=SUPERVISED)
-]
+    "--head",
+    help="Supervised: logistic regression, weighted kNN vote, or nearest centroid.",
+    panel=SUPERVISED,
+)
+K = o.option(int, "-k", min=1, metavar="N", help="--head knn: neighbours that vote.", panel=SUPERVISED)
 SaveHead = Annotated[
     Optional[str],
     o.optional(
@@ -105,27 +82,16 @@ SaveHead = Annotated[
 HeadFile = Annotated[
     Optional[str], o.optional("--head-file", metavar="FILE", help="Apply a saved head: streams.", panel=SUPERVISED)
 ]
-Seed = Annotated[
-    int, typer.Option("--seed", help="Seed for the logistic regression solver.", rich_help_panel=SUPERVISED)
-]
-AllScores = Annotated[
-    bool, typer.Option("--all-scores", help="Add every label's score (probabilities for logreg).", rich_help_panel=o.IO)
-]
+Seed = o.option(int, "--seed", help="Seed for the logistic regression solver.", panel=SUPERVISED)
+AllScores = o.option(bool, "--all-scores", help="Add every label's score (probabilities for logreg).", panel=o.IO)
 Threshold = Annotated[
     Optional[float], o.optional("--threshold", help="Below this score the label is null.", panel=o.IO)
 ]
-OutputField = Annotated[
-    str, typer.Option("--output-field", metavar="NAME", help="Field for the label.", rich_help_panel=o.IO)
-]
-ScoreField = Annotated[
-    str, typer.Option("--score-field", metavar="NAME", help="Field for the label's score.", rich_help_panel=o.IO)
-]
-ScoresField = Annotated[
-    str,
-    typer.Option(
-        "--scores-field", metavar="NAME", help="Field for every label's score (--all-scores).", rich_help_panel=o.IO
-    ),
-]
+OutputField = o.option(str, "--output-field", metavar="NAME", help="Field for the label.", panel=o.IO)
+ScoreField = o.option(str, "--score-field", metavar="NAME", help="Field for the label's score.", panel=o.IO)
+ScoresField = o.option(
+    str, "--scores-field", metavar="NAME", help="Field for every label's score (--all-scores).", panel=o.IO
+)
 
 
 def classify(

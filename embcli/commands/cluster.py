@@ -5,8 +5,6 @@ from __future__ import annotations
 from enum import Enum
 from typing import Annotated, Optional
 
-import typer
-
 from embcli.commands import _options as o
 from embcli.commands._analysis import EvalField, EvalOut, report_eval, write_records
 from embcli.commands._ui import say, warn
@@ -20,44 +18,22 @@ class Algo(str, Enum):
     threshold = "threshold"
 
 
-AlgoOpt = Annotated[
-    Algo,
-    typer.Option(
-        "--algo",
-        help="kmeans (spherical), hdbscan (density, -1 = noise), threshold (communities).",
-        rich_help_panel=ALGO,
-    ),
-]
-KOpt = Annotated[
-    str,
-    typer.Option(
-        "--k",
-        metavar="N|auto",
-        help="kmeans: number of clusters, or auto (best silhouette in --k-range).",
-        rich_help_panel=ALGO,
-    ),
-]
-KRangeOpt = Annotated[
-    str, typer.Option("--k-range", metavar="MIN:MAX", help="--k auto: the range tried.", rich_help_panel=ALGO)
-]
-NInitOpt = Annotated[
-    int,
-    typer.Option("--n-init", min=1, metavar="N", help="kmeans: restarts; the lowest cost wins.", rich_help_panel=ALGO),
-]
-SeedOpt = Annotated[int, typer.Option("--seed", help="Seed for k-means++ and sampling.", rich_help_panel=ALGO)]
-MinClusterSizeOpt = Annotated[
-    int,
-    typer.Option("--min-cluster-size", min=2, metavar="N", help="hdbscan: smallest cluster.", rich_help_panel=ALGO),
-]
-ThresholdOpt = Annotated[
-    float,
-    typer.Option(
-        "--threshold", min=-1.0, max=1.0, help="threshold: cosine that joins a community.", rich_help_panel=ALGO
-    ),
-]
-MinSizeOpt = Annotated[
-    int, typer.Option("--min-size", min=1, metavar="N", help="threshold: smallest community.", rich_help_panel=ALGO)
-]
+AlgoOpt = o.option(
+    Algo, "--algo", help="kmeans (spherical), hdbscan (density, -1 = noise), threshold (communities).", panel=ALGO
+)
+KOpt = o.option(
+    str, "--k", metavar="N|auto", help="kmeans: number of clusters, or auto (best silhouette in --k-range).", panel=ALGO
+)
+KRangeOpt = o.option(str, "--k-range", metavar="MIN:MAX", help="--k auto: the range tried.", panel=ALGO)
+NInitOpt = o.option(int, "--n-init", min=1, metavar="N", help="kmeans: restarts; the lowest cost wins.", panel=ALGO)
+SeedOpt = o.option(int, "--seed", help="Seed for k-means++ and sampling.", panel=ALGO)
+MinClusterSizeOpt = o.option(
+    int, "--min-cluster-size", min=2, metavar="N", help="hdbscan: smallest cluster.", panel=ALGO
+)
+ThresholdOpt = o.option(
+    float, "--threshold", min=-1.0, max=1.0, help="threshold: cosine that joins a community.", panel=ALGO
+)
+MinSizeOpt = o.option(int, "--min-size", min=1, metavar="N", help="threshold: smallest community.", panel=ALGO)
 SummaryOpt = Annotated[
     Optional[str],
     o.optional(
@@ -67,15 +43,13 @@ SummaryOpt = Annotated[
         panel=o.IO,
     ),
 ]
-OutputFieldOpt = Annotated[
+OutputFieldOpt = o.option(
     str,
-    typer.Option(
-        "--output-field",
-        metavar="NAME",
-        help="Field for the cluster id (NAME_similarity holds the cosine to its centre).",
-        rich_help_panel=o.IO,
-    ),
-]
+    "--output-field",
+    metavar="NAME",
+    help="Field for the cluster id (NAME_similarity holds the cosine to its centre).",
+    panel=o.IO,
+)
 
 
 def cluster(

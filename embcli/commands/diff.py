@@ -37,69 +37,47 @@ ByOpt = Annotated[
         panel=TESTS,
     ),
 ]
-AlphaOpt = Annotated[
+AlphaOpt = o.option(
     float,
-    typer.Option(
-        "--alpha",
-        min=0.0,
-        max=1.0,
-        help="Significance level for the verdict (Holm-corrected over the tests).",
-        rich_help_panel=TESTS,
-    ),
-]
-KernelOpt = Annotated[
-    Kernel,
-    typer.Option("--kernel", help="MMD kernel: RBF with the median heuristic, or cosine.", rich_help_panel=TESTS),
-]
-PermutationsOpt = Annotated[
+    "--alpha",
+    min=0.0,
+    max=1.0,
+    help="Significance level for the verdict (Holm-corrected over the tests).",
+    panel=TESTS,
+)
+KernelOpt = o.option(Kernel, "--kernel", help="MMD kernel: RBF with the median heuristic, or cosine.", panel=TESTS)
+PermutationsOpt = o.option(
+    int, "--permutations", min=19, metavar="N", help="Permutations for the MMD p-value.", panel=TESTS
+)
+MaxSamplesOpt = o.option(
     int,
-    typer.Option(
-        "--permutations", min=19, metavar="N", help="Permutations for the MMD p-value.", rich_help_panel=TESTS
-    ),
-]
-MaxSamplesOpt = Annotated[
-    int,
-    typer.Option(
-        "--max-samples",
-        min=5,
-        metavar="N",
-        help="Subsample each side to at most N vectors for the tests.",
-        rich_help_panel=TESTS,
-    ),
-]
-SeedOpt = Annotated[
-    int, typer.Option("--seed", help="Seed for subsampling, permutations and folds.", rich_help_panel=TESTS)
-]
-KOpt = Annotated[
-    int,
-    typer.Option("-k", min=1, metavar="N", help="Aligned mode: neighbours compared per item.", rich_help_panel=TESTS),
-]
-MinOverlapOpt = Annotated[
+    "--max-samples",
+    min=5,
+    metavar="N",
+    help="Subsample each side to at most N vectors for the tests.",
+    panel=TESTS,
+)
+SeedOpt = o.option(int, "--seed", help="Seed for subsampling, permutations and folds.", panel=TESTS)
+KOpt = o.option(int, "-k", min=1, metavar="N", help="Aligned mode: neighbours compared per item.", panel=TESTS)
+MinOverlapOpt = o.option(
     float,
-    typer.Option(
-        "--min-overlap",
-        min=0.0,
-        max=1.0,
-        help="Aligned mode: mean Jaccard@k below this is a difference (exit 1).",
-        rich_help_panel=TESTS,
-    ),
-]
-TopOpt = Annotated[
+    "--min-overlap",
+    min=0.0,
+    max=1.0,
+    help="Aligned mode: mean Jaccard@k below this is a difference (exit 1).",
+    panel=TESTS,
+)
+TopOpt = o.option(
     int,
-    typer.Option(
-        "--top",
-        min=0,
-        metavar="N",
-        help="List the N items of B least like A and of A least like B (most changed ids in aligned mode).",
-        rich_help_panel=o.IO,
-    ),
-]
-ItemsOpt = Annotated[
-    bool,
-    typer.Option(
-        "--items", help="Write those items as JSONL on stdout; the verdict goes to stderr.", rich_help_panel=o.IO
-    ),
-]
+    "--top",
+    min=0,
+    metavar="N",
+    help="List the N items of B least like A and of A least like B (most changed ids in aligned mode).",
+    panel=o.IO,
+)
+ItemsOpt = o.option(
+    bool, "--items", help="Write those items as JSONL on stdout; the verdict goes to stderr.", panel=o.IO
+)
 FmtOpt = Annotated[
     Optional[ReportFormat],
     o.optional("--format", help="Report as JSON, or a table. Default: table on a terminal, else JSON.", panel=o.IO),

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
-
-import typer
+from typing import Optional
 
 from embcli.commands import _options as o
 from embcli.commands._ui import progress, say, warn
@@ -13,94 +11,64 @@ from embcli.commands._ui import progress, say, warn
 TEXT_HINT = "for one text per line, use --input-format text"
 
 
-PromptOpt = Annotated[
-    Optional[str],
-    typer.Option(
-        "--prompt",
-        metavar="TEXT",
-        help="Text put before every input (e.g. 'query: ').",
-        show_default=False,
-        rich_help_panel=o.MODEL,
-    ),
-]
-PromptNameOpt = Annotated[
-    Optional[str],
-    typer.Option(
-        "--prompt-name",
-        metavar="NAME",
-        help="A prompt from the model's config_sentence_transformers.json.",
-        show_default=False,
-        rich_help_panel=o.MODEL,
-    ),
-]
-MaxLengthOpt = Annotated[
+PromptOpt = o.text_option(
+    "--prompt", metavar="TEXT", help="Text put before every input (e.g. 'query: ').", panel=o.MODEL
+)
+PromptNameOpt = o.text_option(
+    "--prompt-name", metavar="NAME", help="A prompt from the model's config_sentence_transformers.json.", panel=o.MODEL
+)
+MaxLengthOpt = o.option(
     Optional[int],
-    typer.Option(
-        "--max-length",
-        metavar="N",
-        min=2,
-        help="Token limit per text, at most the model's positions. Default: the model's.",
-        show_default=False,
-        rich_help_panel=o.MODEL,
-    ),
-]
-TruncateOpt = Annotated[
+    "--max-length",
+    metavar="N",
+    min=2,
+    show_default=False,
+    help="Token limit per text, at most the model's positions. Default: the model's.",
+    panel=o.MODEL,
+)
+TruncateOpt = o.option(
     bool,
-    typer.Option(
-        "--truncate/--no-truncate",
-        help="Cut over-long texts to --max-length (counted on stderr), or treat them as bad records.",
-        rich_help_panel=o.MODEL,
-    ),
-]
-PoolingOpt = Annotated[
-    Optional[o.Pooling],
-    typer.Option("--pooling", help="Token pooling. Default: the model's.", show_default=False, rich_help_panel=o.MODEL),
-]
-NormalizeOpt = Annotated[
+    "--truncate/--no-truncate",
+    help="Cut over-long texts to --max-length (counted on stderr), or treat them as bad records.",
+    panel=o.MODEL,
+)
+PoolingOpt = o.option(
+    Optional[o.Pooling], "--pooling", show_default=False, help="Token pooling. Default: the model's.", panel=o.MODEL
+)
+NormalizeOpt = o.option(
     Optional[bool],
-    typer.Option(
-        "--normalize/--no-normalize",
-        help="L2-normalize vectors. Default: the model's.",
-        show_default=False,
-        rich_help_panel=o.MODEL,
-    ),
-]
-DimsOpt = Annotated[
+    "--normalize/--no-normalize",
+    show_default=False,
+    help="L2-normalize vectors. Default: the model's.",
+    panel=o.MODEL,
+)
+DimsOpt = o.option(
     Optional[int],
-    typer.Option(
-        "--dims",
-        metavar="N",
-        min=1,
-        help="Matryoshka: keep the first N dimensions, then renormalize.",
-        show_default=False,
-        rich_help_panel=o.MODEL,
-    ),
-]
-CacheOpt = Annotated[
+    "--dims",
+    metavar="N",
+    min=1,
+    show_default=False,
+    help="Matryoshka: keep the first N dimensions, then renormalize.",
+    panel=o.MODEL,
+)
+CacheOpt = o.option(
     Optional[str],
-    typer.Option(
-        "--cache",
-        metavar="FILE",
-        envvar="EMBCLI_CACHE",
-        help="SQLite cache of vectors by text, model and options: unchanged texts skip inference. "
-        "Default: $EMBCLI_CACHE.",
-        show_default=False,
-        rich_help_panel=o.SPEED,
-    ),
-]
-NoCacheOpt = Annotated[
-    bool, typer.Option("--no-cache", help="Ignore $EMBCLI_CACHE for this run.", rich_help_panel=o.SPEED)
-]
-MaxBatchTokensOpt = Annotated[
+    "--cache",
+    metavar="FILE",
+    envvar="EMBCLI_CACHE",
+    show_default=False,
+    help="SQLite cache of vectors by text, model and options: unchanged texts skip inference. Default: $EMBCLI_CACHE.",
+    panel=o.SPEED,
+)
+NoCacheOpt = o.option(bool, "--no-cache", help="Ignore $EMBCLI_CACHE for this run.", panel=o.SPEED)
+MaxBatchTokensOpt = o.option(
     int,
-    typer.Option(
-        "--max-batch-tokens",
-        metavar="N",
-        min=1,
-        help="Most padded tokens in one batch (caps memory on long texts).",
-        rich_help_panel=o.SPEED,
-    ),
-]
+    "--max-batch-tokens",
+    metavar="N",
+    min=1,
+    help="Most padded tokens in one batch (caps memory on long texts).",
+    panel=o.SPEED,
+)
 
 
 def embed(

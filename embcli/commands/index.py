@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Optional
 
-import typer
 from typer.core import TyperCommand
 
 from embcli.choices import DTYPES, METRICS
@@ -18,128 +17,65 @@ Metric = o.choice("Metric", METRICS)
 DType = o.choice("DType", DTYPES)
 
 
-OutputOpt = Annotated[
-    Optional[str],
-    typer.Option(
-        "-o",
-        "--output",
-        metavar="PATH",
-        help="The index (a directory) to write.",
-        show_default=False,
-        rich_help_panel=o.IO,
-    ),
-]
-AppendOpt = Annotated[
+OutputOpt = o.text_option("-o", "--output", metavar="PATH", help="The index (a directory) to write.", panel=o.IO)
+AppendOpt = o.option(
+    bool, "--append", help="Add to the existing index; a known id replaces its record (upsert).", panel=INDEX
+)
+ForceOpt = o.option(bool, "--force", help="Rebuild an existing index from this input.", panel=INDEX)
+DeleteIdsOpt = o.text_option(
+    "--delete-ids",
+    metavar="FILE",
+    help="Remove the ids in FILE (one per line) from the index given as -o or INPUT.",
+    panel=INDEX,
+)
+IdsOpt = o.text_option(
+    "--ids", metavar="FILE", help="For NPY input: ids, one per line, in row order. Default: row numbers.", panel=o.IO
+)
+VerifyOpt = o.option(
     bool,
-    typer.Option(
-        "--append",
-        help="Add to the existing index; a known id replaces its record (upsert).",
-        rich_help_panel=INDEX,
-    ),
-]
-ForceOpt = Annotated[
-    bool, typer.Option("--force", help="Rebuild an existing index from this input.", rich_help_panel=INDEX)
-]
-DeleteIdsOpt = Annotated[
-    Optional[str],
-    typer.Option(
-        "--delete-ids",
-        metavar="FILE",
-        help="Remove the ids in FILE (one per line) from the index given as -o or INPUT.",
-        show_default=False,
-        rich_help_panel=INDEX,
-    ),
-]
-IdsOpt = Annotated[
-    Optional[str],
-    typer.Option(
-        "--ids",
-        metavar="FILE",
-        help="For NPY input: ids, one per line, in row order. Default: row numbers.",
-        show_default=False,
-        rich_help_panel=o.IO,
-    ),
-]
-VerifyOpt = Annotated[
-    bool,
-    typer.Option(
-        "--verify",
-        help="Check the index given as -o or INPUT in full: sizes, graph structure, every file's sha256, "
-        "SQLite's own check. Exit 0 if sound, 4 if corrupt. Also `embcli index verify PATH`.",
-        rich_help_panel=INDEX,
-    ),
-]
-ModelOpt = Annotated[
-    Optional[str],
-    typer.Option(
-        "-m",
-        "--model",
-        metavar="NAME",
-        help="Model of vectors that do not record one (NPY, or JSONL without a model field); "
-        "checked against their width.",
-        show_default=False,
-        rich_help_panel=o.MODEL,
-    ),
-]
-MetricOpt = Annotated[
-    Metric, typer.Option("--metric", help="Similarity: cosine, inner product or Euclidean.", rich_help_panel=INDEX)
-]
-DtypeOpt = Annotated[
+    "--verify",
+    help="Check the index given as -o or INPUT in full: sizes, graph structure, every file's sha256, "
+    "SQLite's own check. Exit 0 if sound, 4 if corrupt. Also `embcli index verify PATH`.",
+    panel=INDEX,
+)
+ModelOpt = o.text_option(
+    "-m",
+    "--model",
+    metavar="NAME",
+    help="Model of vectors that do not record one (NPY, or JSONL without a model field); checked against their width.",
+    panel=o.MODEL,
+)
+MetricOpt = o.option(Metric, "--metric", help="Similarity: cosine, inner product or Euclidean.", panel=INDEX)
+DtypeOpt = o.option(
     DType,
-    typer.Option(
-        "--dtype",
-        help="Storage precision: f32, f16, i8, or b1 (sign bits, Hamming; pair with search --rescore).",
-        rich_help_panel=INDEX,
-    ),
-]
-ConnectivityOpt = Annotated[
-    int, typer.Option("--connectivity", min=2, metavar="N", help="HNSW edges per node (M).", rich_help_panel=INDEX)
-]
-ExpansionAddOpt = Annotated[
-    int,
-    typer.Option(
-        "--expansion-add",
-        metavar="N",
-        min=1,
-        help="HNSW candidate list while building (efConstruction).",
-        rich_help_panel=INDEX,
-    ),
-]
-ExpansionSearchOpt = Annotated[
-    int,
-    typer.Option(
-        "--expansion-search",
-        metavar="N",
-        min=1,
-        help="Default HNSW candidate list at search time (ef).",
-        rich_help_panel=INDEX,
-    ),
-]
-KeepFloatsOpt = Annotated[
+    "--dtype",
+    help="Storage precision: f32, f16, i8, or b1 (sign bits, Hamming; pair with search --rescore).",
+    panel=INDEX,
+)
+ConnectivityOpt = o.option(int, "--connectivity", min=2, metavar="N", help="HNSW edges per node (M).", panel=INDEX)
+ExpansionAddOpt = o.option(
+    int, "--expansion-add", metavar="N", min=1, help="HNSW candidate list while building (efConstruction).", panel=INDEX
+)
+ExpansionSearchOpt = o.option(
+    int, "--expansion-search", metavar="N", min=1, help="Default HNSW candidate list at search time (ef).", panel=INDEX
+)
+KeepFloatsOpt = o.option(
     Optional[bool],
-    typer.Option(
-        "--keep-floats/--no-keep-floats",
-        help="Keep float32 vectors beside the index for `search --rescore` and exact search. "
-        "Default: yes for i8 and b1.",
-        show_default=False,
-        rich_help_panel=INDEX,
-    ),
-]
-StoreTextOpt = Annotated[
-    bool,
-    typer.Option("--store-text/--no-store-text", help="Keep the text field in the payload.", rich_help_panel=INDEX),
-]
-ThreadsOpt = Annotated[
+    "--keep-floats/--no-keep-floats",
+    show_default=False,
+    help="Keep float32 vectors beside the index for `search --rescore` and exact search. Default: yes for i8 and b1.",
+    panel=INDEX,
+)
+StoreTextOpt = o.option(bool, "--store-text/--no-store-text", help="Keep the text field in the payload.", panel=INDEX)
+ThreadsOpt = o.option(
     int,
-    typer.Option(
-        "--threads",
-        min=1,
-        metavar="N",
-        help="Build threads. 1 (default) builds the same graph every run; more is faster, "
-        "but the graph then depends on thread timing.",
-        rich_help_panel=o.SPEED,
-    ),
-]
+    "--threads",
+    min=1,
+    metavar="N",
+    help="Build threads. 1 (default) builds the same graph every run; more is faster, "
+    "but the graph then depends on thread timing.",
+    panel=o.SPEED,
+)
 
 
 class IndexCommand(TyperCommand):

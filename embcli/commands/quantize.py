@@ -22,42 +22,30 @@ class Scheme(str, Enum):
 
 
 To = Annotated[Optional[Scheme], o.optional("--to", help="Target scheme.", panel=QUANT)]
-Bits = Annotated[
-    int,
-    typer.Option(
-        "--bits",
-        min=1,
-        max=4,
-        metavar="B",
-        help="Binary: bit planes per dimension (residual signs).",
-        rich_help_panel=QUANT,
-    ),
-]
-Dims = Annotated[
+Bits = o.option(
+    int, "--bits", min=1, max=4, metavar="B", help="Binary: bit planes per dimension (residual signs).", panel=QUANT
+)
+Dims = o.option(
     Optional[int],
-    typer.Option(
-        "--dims",
-        min=1,
-        metavar="N",
-        help="Matryoshka: keep the first N dimensions and renormalize, then quantize.",
-        show_default=False,
-        rich_help_panel=QUANT,
-    ),
-]
+    "--dims",
+    min=1,
+    metavar="N",
+    show_default=False,
+    help="Matryoshka: keep the first N dimensions and renormalize, then quantize.",
+    panel=QUANT,
+)
 Calibration = Annotated[
     Optional[str],
     o.optional("--calibration", metavar="FILE", help="Fit ranges/scales on these vectors (JSONL or NPY).", panel=QUANT),
 ]
-CalibrationRows = Annotated[
+CalibrationRows = o.option(
     int,
-    typer.Option(
-        "--calibration-rows",
-        min=1,
-        metavar="N",
-        help="Without --calibration or --ranges: fit on the first N rows of the input.",
-        rich_help_panel=QUANT,
-    ),
-]
+    "--calibration-rows",
+    min=1,
+    metavar="N",
+    help="Without --calibration or --ranges: fit on the first N rows of the input.",
+    panel=QUANT,
+)
 Ranges = Annotated[
     Optional[str],
     o.optional(
@@ -76,35 +64,24 @@ SaveRanges = Annotated[
         panel=QUANT,
     ),
 ]
-Report = Annotated[
+Report = o.option(
     bool,
-    typer.Option(
-        "--report",
-        help="Instead of coding: measure bytes per vector and recall@k of every scheme on this input.",
-        rich_help_panel=QUANT,
-    ),
-]
-K = Annotated[int, typer.Option("-k", min=1, metavar="N", help="--report: recall@k.", rich_help_panel=QUANT)]
-Queries = Annotated[
-    int,
-    typer.Option(
-        "--queries",
-        min=1,
-        metavar="N",
-        help="--report: how many input vectors serve as queries.",
-        rich_help_panel=QUANT,
-    ),
-]
-Seed = Annotated[int, typer.Option("--seed", help="--report: which vectors serve as queries.", rich_help_panel=QUANT)]
-QuantField = Annotated[
+    "--report",
+    help="Instead of coding: measure bytes per vector and recall@k of every scheme on this input.",
+    panel=QUANT,
+)
+K = o.option(int, "-k", min=1, metavar="N", help="--report: recall@k.", panel=QUANT)
+Queries = o.option(
+    int, "--queries", min=1, metavar="N", help="--report: how many input vectors serve as queries.", panel=QUANT
+)
+Seed = o.option(int, "--seed", help="--report: which vectors serve as queries.", panel=QUANT)
+QuantField = o.option(
     str,
-    typer.Option(
-        "--quant-field",
-        metavar="NAME",
-        help="Field that records scheme, dims, bits and ranges for later stages; '' leaves it out.",
-        rich_help_panel=o.IO,
-    ),
-]
+    "--quant-field",
+    metavar="NAME",
+    help="Field that records scheme, dims, bits and ranges for later stages; '' leaves it out.",
+    panel=o.IO,
+)
 
 
 def quantize(

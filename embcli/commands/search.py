@@ -17,99 +17,68 @@ QUERIES_HINT = 'queries are JSON objects, one per line: {"text": "..."} or an em
 IndexesOpt = Annotated[
     list[str], typer.Argument(help="Index path(s); several are searched as shards and merged.", metavar="INDEX...")
 ]
-QueriesOpt = Annotated[
-    Optional[str],
-    typer.Option(
-        "--queries", help="Read queries from FILE instead of stdin.", show_default=False, rich_help_panel=o.IO
-    ),
-]
-KOpt = Annotated[int, typer.Option("-k", min=1, metavar="N", help="Hits per query.", rich_help_panel=SEARCH)]
-ExactOpt = Annotated[
-    bool, typer.Option("--exact", help="Brute force instead of the HNSW graph.", rich_help_panel=SEARCH)
-]
-WhereOpt = Annotated[
-    Optional[str],
-    typer.Option(
-        "--where",
-        metavar="EXPR",
-        help="Filter on payload fields: =, !=, <, <=, >, >=, IN (...), IS NULL, BETWEEN, AND/OR/NOT, "
-        "e.g. \"section = 'games' AND year >= 2020\".",
-        show_default=False,
-        rich_help_panel=SEARCH,
-    ),
-]
-ExpansionSearchOpt = Annotated[
+QueriesOpt = o.option(
+    Optional[str], "--queries", show_default=False, help="Read queries from FILE instead of stdin.", panel=o.IO
+)
+KOpt = o.option(int, "-k", min=1, metavar="N", help="Hits per query.", panel=SEARCH)
+ExactOpt = o.option(bool, "--exact", help="Brute force instead of the HNSW graph.", panel=SEARCH)
+WhereOpt = o.text_option(
+    "--where",
+    metavar="EXPR",
+    help="Filter on payload fields: =, !=, <, <=, >, >=, IN (...), IS NULL, BETWEEN, AND/OR/NOT, "
+    "e.g. \"section = 'games' AND year >= 2020\".",
+    panel=SEARCH,
+)
+ExpansionSearchOpt = o.option(
     Optional[int],
-    typer.Option(
-        "--expansion-search",
-        metavar="N",
-        min=1,
-        help="HNSW candidate list (ef); more is slower and more exact. Default: the index's.",
-        show_default=False,
-        rich_help_panel=SEARCH,
-    ),
-]
-RescoreOpt = Annotated[
+    "--expansion-search",
+    metavar="N",
+    min=1,
+    show_default=False,
+    help="HNSW candidate list (ef); more is slower and more exact. Default: the index's.",
+    panel=SEARCH,
+)
+RescoreOpt = o.option(
     int,
-    typer.Option(
-        "--rescore",
-        metavar="M",
-        min=0,
-        help="Take M·k candidates from a compact (i8, b1) index and re-rank them by float scores "
-        "from the kept float vectors.",
-        rich_help_panel=SEARCH,
-    ),
-]
-FullScanThresholdOpt = Annotated[
+    "--rescore",
+    metavar="M",
+    min=0,
+    help="Take M·k candidates from a compact (i8, b1) index and re-rank them by float scores "
+    "from the kept float vectors.",
+    panel=SEARCH,
+)
+FullScanThresholdOpt = o.option(
     int,
-    typer.Option(
-        "--full-scan-threshold",
-        metavar="N",
-        min=0,
-        help="With --where: filters matching at most N records are searched exactly; above it, "
-        "the HNSW graph is searched with oversampling.",
-        rich_help_panel=SEARCH,
-    ),
-]
-FlatOpt = Annotated[
-    bool, typer.Option("--flat", help="One line per hit instead of one per query.", rich_help_panel=o.IO)
-]
-OutputFieldOpt = Annotated[
-    str, typer.Option("--output-field", metavar="NAME", help="Field that holds the hits.", rich_help_panel=o.IO)
-]
-QueryPromptOpt = Annotated[
-    Optional[str],
-    typer.Option(
-        "--query-prompt",
-        metavar="TEXT",
-        help="Prompt for text queries instead of the index's (asymmetric models).",
-        show_default=False,
-        rich_help_panel=o.MODEL,
-    ),
-]
-PromptNameOpt = Annotated[
-    Optional[str],
-    typer.Option(
-        "--prompt-name",
-        metavar="NAME",
-        help="Named prompt of the index's model for text queries (e.g. query).",
-        show_default=False,
-        rich_help_panel=o.MODEL,
-    ),
-]
+    "--full-scan-threshold",
+    metavar="N",
+    min=0,
+    help="With --where: filters matching at most N records are searched exactly; above it, "
+    "the HNSW graph is searched with oversampling.",
+    panel=SEARCH,
+)
+FlatOpt = o.option(bool, "--flat", help="One line per hit instead of one per query.", panel=o.IO)
+OutputFieldOpt = o.option(str, "--output-field", metavar="NAME", help="Field that holds the hits.", panel=o.IO)
+QueryPromptOpt = o.text_option(
+    "--query-prompt",
+    metavar="TEXT",
+    help="Prompt for text queries instead of the index's (asymmetric models).",
+    panel=o.MODEL,
+)
+PromptNameOpt = o.text_option(
+    "--prompt-name",
+    metavar="NAME",
+    help="Named prompt of the index's model for text queries (e.g. query).",
+    panel=o.MODEL,
+)
 
-ModelOpt = Annotated[
-    Optional[str],
-    typer.Option(
-        "-m",
-        "--model",
-        metavar="NAME",
-        help="Where the index's model is now (e.g. a moved model directory) for text queries; "
-        "it must be the same model (checked by sha256). Default: the model the index records.",
-        show_default=False,
-        rich_help_panel=o.MODEL,
-    ),
-]
+ModelOpt = o.text_option(
+    "-m",
+    "--model",
+    metavar="NAME",
+    help="Where the index's model is now (e.g. a moved model directory) for text queries; "
+    "it must be the same model (checked by sha256). Default: the model the index records.",
+    panel=o.MODEL,
+)
 
 
 def search(
