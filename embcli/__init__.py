@@ -22,6 +22,7 @@ from embcli.version import __version__
 # name -> module that defines it
 _EXPORTS = {
     "Encoder": "embcli.api",
+    "ensure_model": "embcli.api",
     "Index": "embcli.api",
     "read_records": "embcli.api",
     "read_vectors": "embcli.api",
@@ -46,6 +47,7 @@ _EXPORTS = {
 __all__ = [  # noqa: RUF022 - grouped as in _EXPORTS
     "__version__",
     "Encoder",
+    "ensure_model",
     "Index",
     "read_records",
     "read_vectors",
