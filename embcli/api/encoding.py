@@ -102,6 +102,11 @@ class Encoder:
         return self._enc.max_length
 
     @property
+    def runtime(self) -> _RuntimeEncoder:
+        """The runtime encoder underneath: what the embed loop and the vector cache drive."""
+        return self._enc
+
+    @property
     def provenance(self) -> dict:
         """The ``embedding_model`` record: model, graph sha256 prefix and options."""
         return self._enc.provenance()

@@ -104,14 +104,13 @@ def embed(
     is added as --vector-field. Texts are batched by token length and written
     back in input order; the same input and options give the same bytes.
     """
-    from embcli.api.encoding import resolve
+    from embcli.api.encoding import Encoder
     from embcli.io.streams import BadRecords, JsonlWriter, NpyWriter, Source, iter_records, output_stream
     from embcli.runtime.embedding import EmbedStats, embed_records
-    from embcli.runtime.encoder import Encoder
 
     out_format = fmt or (o.OutputFormat.npy if output and output.endswith(".npy") else o.OutputFormat.jsonl)
     encoder = Encoder(
-        resolve(model, device.value),
+        model,
         device=device.value,
         threads=threads,
         max_length=max_length,
@@ -122,7 +121,7 @@ def embed(
         dims=dims,
         batch_size=batch_size,
         max_batch_tokens=max_batch_tokens,
-    )
+    ).runtime
     bad = BadRecords(skip=on_error is o.OnError.skip)
     stats = EmbedStats()
     store = None
