@@ -13,12 +13,14 @@ from embcli.errors import UsageError
 PathOrFile = str | os.PathLike | IO[bytes]
 
 
-def check_finite(x: np.ndarray) -> None:
-    from embcli.errors import InputError
+def check_finite(x: np.ndarray, source: str = "<array>") -> None:
+    """Refuse a matrix with a NaN or Inf row, as every command refuses such an NPY row (InputError)."""
+    from embcli.io.streams import at_row, finite_rows, non_finite
 
-    bad = ~np.isfinite(x).all(axis=1) if x.ndim == 2 else ~np.isfinite(x)
-    if bad.any():
-        raise InputError(f"vector row {int(np.argmax(bad)) + 1} holds NaN or Inf")
+    finite = finite_rows(np.atleast_2d(x))
+    if finite is not None:
+        i = int(np.flatnonzero(~finite)[0])
+        raise non_finite(np.atleast_2d(x)[i], at_row(source, i + 1))
 
 
 def read_records(

@@ -33,8 +33,7 @@ def option(kind: Any, *flags: str, help: str, panel: str = IO, **settings: Any) 
 
 def text_option(*flags: str, metavar: str, help: str, panel: str = IO) -> Any:
     """An optional text-valued flag with no default shown: the commonest option shape here."""
-    option = typer.Option(*flags, metavar=metavar, help=help, show_default=False, rich_help_panel=panel)
-    return Annotated[Optional[str], option]
+    return option(Optional[str], *flags, metavar=metavar, help=help, panel=panel, show_default=False)
 
 
 InputArg = Annotated[
@@ -96,8 +95,3 @@ ModelField = option(
     panel=IO,
 )
 Overwrite = option(bool, "--overwrite", help="Replace result fields the records already have.", panel=IO)
-
-
-def optional(*flags: str, help: str, panel: str, metavar: str | None = None) -> typer.models.OptionInfo:
-    """An option that is off unless given: no default shown."""
-    return typer.Option(*flags, metavar=metavar, help=help, show_default=False, rich_help_panel=panel)

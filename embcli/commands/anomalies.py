@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from enum import Enum
-from typing import Annotated, Optional
+from typing import Optional
 
 from embcli.commands import _options as o
 from embcli.commands._analysis import EvalField, EvalOut, report_eval
@@ -31,36 +31,41 @@ MethodOpt = o.option(
 )
 KOpt = o.option(int, "-k", min=1, metavar="N", help="knn and lof: neighbours.", panel=DETECT)
 AggregateOpt = o.option(Aggregate, "--aggregate", help="knn: mean or largest distance to the k nearest.", panel=DETECT)
-ReferenceOpt = Annotated[
+ReferenceOpt = o.option(
     Optional[str],
-    o.optional(
-        "--reference",
-        metavar="FILE",
-        help="Novelty mode: fit on these normal records, then score the input (streams).",
-        panel=DETECT,
-    ),
-]
-ContaminationOpt = Annotated[
+    "--reference",
+    metavar="FILE",
+    help="Novelty mode: fit on these normal records, then score the input (streams).",
+    panel=DETECT,
+    show_default=False,
+)
+ContaminationOpt = o.option(
     Optional[float],
-    o.optional(
-        "--contamination",
-        metavar="F",
-        help="Flag the top F share as anomalies (of the input, or of the reference in novelty mode). Default 0.01.",
-        panel=DETECT,
-    ),
-]
-ThresholdOpt = Annotated[
-    Optional[float],
-    o.optional("--threshold", metavar="T", help="Flag scores above T instead.", panel=DETECT),
-]
-SaveDetectorOpt = Annotated[
+    "--contamination",
+    metavar="F",
+    help="Flag the top F share as anomalies (of the input, or of the reference in novelty mode). Default 0.01.",
+    panel=DETECT,
+    show_default=False,
+)
+ThresholdOpt = o.option(
+    Optional[float], "--threshold", metavar="T", help="Flag scores above T instead.", panel=DETECT, show_default=False
+)
+SaveDetectorOpt = o.option(
     Optional[str],
-    o.optional("--save-detector", metavar="FILE", help="Keep the fitted detector for later runs.", panel=DETECT),
-]
-DetectorFileOpt = Annotated[
+    "--save-detector",
+    metavar="FILE",
+    help="Keep the fitted detector for later runs.",
+    panel=DETECT,
+    show_default=False,
+)
+DetectorFileOpt = o.option(
     Optional[str],
-    o.optional("--detector-file", metavar="FILE", help="Score with a saved detector (streams).", panel=DETECT),
-]
+    "--detector-file",
+    metavar="FILE",
+    help="Score with a saved detector (streams).",
+    panel=DETECT,
+    show_default=False,
+)
 SeedOpt = o.option(int, "--seed", help="iforest: random state.", panel=DETECT)
 OnlyAnomaliesOpt = o.option(bool, "--only-anomalies", help="Pass only the flagged records down the pipe.", panel=o.IO)
 ScoreFieldOpt = o.option(

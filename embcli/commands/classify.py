@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from enum import Enum
-from typing import Annotated, Optional
+from typing import Optional
 
 from embcli.commands import _options as o
 from embcli.commands._analysis import EvalField, EvalOut, report_eval
@@ -20,18 +20,22 @@ class HeadKind(str, Enum):
     centroid = "centroid"
 
 
-Labels = Annotated[
-    Optional[str], o.optional("--labels", metavar="A,B,…", help="Zero-shot: comma-separated label names.", panel=ZERO)
-]
-LabelsFile = Annotated[
+Labels = o.option(
     Optional[str],
-    o.optional(
-        "--labels-file",
-        metavar="FILE",
-        help='Zero-shot: one label per line, or JSONL {"label", "description", "keywords"}.',
-        panel=ZERO,
-    ),
-]
+    "--labels",
+    metavar="A,B,…",
+    help="Zero-shot: comma-separated label names.",
+    panel=ZERO,
+    show_default=False,
+)
+LabelsFile = o.option(
+    Optional[str],
+    "--labels-file",
+    metavar="FILE",
+    help='Zero-shot: one label per line, or JSONL {"label", "description", "keywords"}.',
+    panel=ZERO,
+    show_default=False,
+)
 Template = o.option(
     str, "--template", metavar="TEXT", help="Zero-shot: how a label is put into words; {label} is replaced.", panel=ZERO
 )
@@ -44,22 +48,23 @@ Refine = o.option(
 RefineTop = o.option(
     int, "--refine-top", min=1, metavar="N", help="--refine: documents per label centroid.", panel=ZERO
 )
-Model = Annotated[
+Model = o.option(
     Optional[str],
-    o.optional(
-        "-m",
-        "--model",
-        metavar="NAME",
-        help="Zero-shot: model for the labels when the records do not record one.",
-        panel=ZERO,
-    ),
-]
-Train = Annotated[
+    "-m",
+    "--model",
+    metavar="NAME",
+    help="Zero-shot: model for the labels when the records do not record one.",
+    panel=ZERO,
+    show_default=False,
+)
+Train = o.option(
     Optional[str],
-    o.optional(
-        "--train", metavar="FILE", help="Supervised: embedded records with labels to fit a head on.", panel=SUPERVISED
-    ),
-]
+    "--train",
+    metavar="FILE",
+    help="Supervised: embedded records with labels to fit a head on.",
+    panel=SUPERVISED,
+    show_default=False,
+)
 LabelField = o.option(
     str, "--label-field", metavar="NAME", help="Supervised: the label field of --train records.", panel=SUPERVISED
 )
@@ -70,23 +75,27 @@ HeadOpt = o.option(
     panel=SUPERVISED,
 )
 K = o.option(int, "-k", min=1, metavar="N", help="--head knn: neighbours that vote.", panel=SUPERVISED)
-SaveHead = Annotated[
+SaveHead = o.option(
     Optional[str],
-    o.optional(
-        "--save-head",
-        metavar="FILE",
-        help="Write the fitted head (or zero-shot label vectors) for later runs.",
-        panel=SUPERVISED,
-    ),
-]
-HeadFile = Annotated[
-    Optional[str], o.optional("--head-file", metavar="FILE", help="Apply a saved head: streams.", panel=SUPERVISED)
-]
+    "--save-head",
+    metavar="FILE",
+    help="Write the fitted head (or zero-shot label vectors) for later runs.",
+    panel=SUPERVISED,
+    show_default=False,
+)
+HeadFile = o.option(
+    Optional[str],
+    "--head-file",
+    metavar="FILE",
+    help="Apply a saved head: streams.",
+    panel=SUPERVISED,
+    show_default=False,
+)
 Seed = o.option(int, "--seed", help="Seed for the logistic regression solver.", panel=SUPERVISED)
 AllScores = o.option(bool, "--all-scores", help="Add every label's score (probabilities for logreg).", panel=o.IO)
-Threshold = Annotated[
-    Optional[float], o.optional("--threshold", help="Below this score the label is null.", panel=o.IO)
-]
+Threshold = o.option(
+    Optional[float], "--threshold", help="Below this score the label is null.", panel=o.IO, show_default=False
+)
 OutputField = o.option(str, "--output-field", metavar="NAME", help="Field for the label.", panel=o.IO)
 ScoreField = o.option(str, "--score-field", metavar="NAME", help="Field for the label's score.", panel=o.IO)
 ScoresField = o.option(

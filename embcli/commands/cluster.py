@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from enum import Enum
-from typing import Annotated, Optional
+from typing import Optional
 
 from embcli.commands import _options as o
 from embcli.commands._analysis import EvalField, EvalOut, report_eval, write_records
@@ -34,15 +34,14 @@ ThresholdOpt = o.option(
     float, "--threshold", min=-1.0, max=1.0, help="threshold: cosine that joins a community.", panel=ALGO
 )
 MinSizeOpt = o.option(int, "--min-size", min=1, metavar="N", help="threshold: smallest community.", panel=ALGO)
-SummaryOpt = Annotated[
+SummaryOpt = o.option(
     Optional[str],
-    o.optional(
-        "--summary",
-        metavar="FILE",
-        help="Write one JSONL line per cluster: size, representative members, keywords, label.",
-        panel=o.IO,
-    ),
-]
+    "--summary",
+    metavar="FILE",
+    help="Write one JSONL line per cluster: size, representative members, keywords, label.",
+    panel=o.IO,
+    show_default=False,
+)
 OutputFieldOpt = o.option(
     str,
     "--output-field",

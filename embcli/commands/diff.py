@@ -28,15 +28,14 @@ AOpt = Annotated[
     str, typer.Argument(metavar="A", help="The reference: embedded records (JSONL) or NPY; '-' for stdin.")
 ]
 BOpt = Annotated[str, typer.Argument(metavar="B", help="The one compared with A.")]
-ByOpt = Annotated[
+ByOpt = o.option(
     Optional[str],
-    o.optional(
-        "--by",
-        metavar="FIELD",
-        help="Aligned mode: A and B hold the same items (matched by FIELD, e.g. id) embedded by two models.",
-        panel=TESTS,
-    ),
-]
+    "--by",
+    metavar="FIELD",
+    help="Aligned mode: A and B hold the same items (matched by FIELD, e.g. id) embedded by two models.",
+    panel=TESTS,
+    show_default=False,
+)
 AlphaOpt = o.option(
     float,
     "--alpha",
@@ -78,10 +77,13 @@ TopOpt = o.option(
 ItemsOpt = o.option(
     bool, "--items", help="Write those items as JSONL on stdout; the verdict goes to stderr.", panel=o.IO
 )
-FmtOpt = Annotated[
+FmtOpt = o.option(
     Optional[ReportFormat],
-    o.optional("--format", help="Report as JSON, or a table. Default: table on a terminal, else JSON.", panel=o.IO),
-]
+    "--format",
+    help="Report as JSON, or a table. Default: table on a terminal, else JSON.",
+    panel=o.IO,
+    show_default=False,
+)
 
 
 def diff(

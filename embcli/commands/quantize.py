@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from enum import Enum
-from typing import Annotated, Optional
+from typing import Optional
 
 import typer
 
@@ -21,7 +21,7 @@ class Scheme(str, Enum):
     ubinary = "ubinary"
 
 
-To = Annotated[Optional[Scheme], o.optional("--to", help="Target scheme.", panel=QUANT)]
+To = o.option(Optional[Scheme], "--to", help="Target scheme.", panel=QUANT, show_default=False)
 Bits = o.option(
     int, "--bits", min=1, max=4, metavar="B", help="Binary: bit planes per dimension (residual signs).", panel=QUANT
 )
@@ -34,10 +34,14 @@ Dims = o.option(
     help="Matryoshka: keep the first N dimensions and renormalize, then quantize.",
     panel=QUANT,
 )
-Calibration = Annotated[
+Calibration = o.option(
     Optional[str],
-    o.optional("--calibration", metavar="FILE", help="Fit ranges/scales on these vectors (JSONL or NPY).", panel=QUANT),
-]
+    "--calibration",
+    metavar="FILE",
+    help="Fit ranges/scales on these vectors (JSONL or NPY).",
+    panel=QUANT,
+    show_default=False,
+)
 CalibrationRows = o.option(
     int,
     "--calibration-rows",
@@ -46,24 +50,22 @@ CalibrationRows = o.option(
     help="Without --calibration or --ranges: fit on the first N rows of the input.",
     panel=QUANT,
 )
-Ranges = Annotated[
+Ranges = o.option(
     Optional[str],
-    o.optional(
-        "--ranges",
-        metavar="FILE",
-        help="Reuse ranges/scales saved by --save-ranges (same codes as the corpus run).",
-        panel=QUANT,
-    ),
-]
-SaveRanges = Annotated[
+    "--ranges",
+    metavar="FILE",
+    help="Reuse ranges/scales saved by --save-ranges (same codes as the corpus run).",
+    panel=QUANT,
+    show_default=False,
+)
+SaveRanges = o.option(
     Optional[str],
-    o.optional(
-        "--save-ranges",
-        metavar="FILE",
-        help="Write the fitted ranges/scales, to code queries the same way later.",
-        panel=QUANT,
-    ),
-]
+    "--save-ranges",
+    metavar="FILE",
+    help="Write the fitted ranges/scales, to code queries the same way later.",
+    panel=QUANT,
+    show_default=False,
+)
 Report = o.option(
     bool,
     "--report",

@@ -290,12 +290,16 @@ def iter_npy_rows(src: Source, bad: BadRecords | None = None) -> Iterator[tuple[
         finite = finite_rows(chunk)
         if finite is not None:
             for i in np.flatnonzero(~finite):
-                row = chunk[i]
-                what = "NaN" if np.isnan(row).any() else "Inf" if np.isinf(row).any() else "a number beyond float32"
-                bad.handle(InputError(f"vector holds {what}, {at_row(src.name, int(numbers[i]))}"))
+                bad.handle(non_finite(chunk[i], at_row(src.name, int(numbers[i]))))
             chunk, numbers = chunk[finite], numbers[finite]
         if len(chunk):
             yield numbers, chunk
+
+
+def non_finite(row: np.ndarray, where: str) -> InputError:
+    """The bad-input error for a row that ``finite_rows`` refused, saying what it holds."""
+    what = "NaN" if np.isnan(row).any() else "Inf" if np.isinf(row).any() else "a number beyond float32"
+    return InputError(f"vector holds {what}, {where}")
 
 
 def finite_rows(rows: np.ndarray) -> np.ndarray | None:
