@@ -37,29 +37,60 @@ _LINE_CHUNK = 1 << 20
 
 
 class Source:
-    """A binary input (file or stdin) with push-back, so formats can be sniffed."""
+    """A binary input (file or stdin) with push-back, so formats can be sniffed.
+
+    A compressed input (gzip, bzip2, xz, zstd: found by magic bytes) is
+    decompressed as it is read. ``path`` is the file itself when it can be read
+    at random (a plain regular file), for formats that need that (Parquet).
+    """
 
     def __init__(self, path: str | None) -> None:
         if path in (None, "-"):
             self.name = "<stdin>"
-            self._f: BinaryIO = sys.stdin.buffer
+            raw: BinaryIO = sys.stdin.buffer
             self._owned = False
         else:
             self.name = str(path)
             try:
-                self._f = open(path, "rb")  # noqa: SIM115 - closed in close()
+                raw = open(path, "rb")  # noqa: SIM115 - closed in close()
             except OSError as e:
                 raise UsageError(f"cannot open input: {e.strerror}, {path}") from None
             self._owned = True
+        self._init(raw, None if path in (None, "-") else str(path))
+
+    def _init(self, raw: BinaryIO, path: str | None) -> None:
+        self._f = raw
+        self._raw = raw
         self._buf = b""
+        self.lines = 0  # lines handed out by readline(), so a cut stream can say how far it got
+        self.compression: str | None = None
+        self.size = _regular_size(raw)
+        head = self.peek(8)
+        if kind := sniff_compression(head):
+            from embcli.io.compress import DecompressingReader
+
+            self.compression = kind
+            self._f = DecompressingReader(_Prefixed(head, raw), kind, self.name, lambda: self.lines)
+            self._buf = b""
+        self.path = path if self.size is not None and self.compression is None else None
 
     @classmethod
     def from_file(cls, f: BinaryIO, name: str | None = None) -> Source:
         """A source over an open binary file (left open: its owner closes it)."""
         src = cls.__new__(cls)
         src.name = name or str(getattr(f, "name", "<file>"))
-        src._f, src._owned, src._buf = f, False, b""
+        src._owned = False
+        src._init(f, None)
         return src
+
+    def consumed(self) -> int | None:
+        """Bytes of the underlying file read so far (compressed bytes for a compressed one), if known."""
+        if self.size is None:
+            return None
+        try:
+            return self._raw.tell()
+        except (OSError, ValueError):
+            return None
 
     def peek(self, n: int) -> bytes:
         """Up to ``n`` bytes from the front, without consuming them."""
@@ -79,6 +110,12 @@ class Source:
 
     def readline(self) -> bytes | bytearray:
         """One line with its newline; a huge line grows in place (a bytearray), never copied whole."""
+        line = self._readline()
+        if line:
+            self.lines += 1
+        return line
+
+    def _readline(self) -> bytes | bytearray:
         if self._buf:
             i = self._buf.find(b"\n")
             if i >= 0:
@@ -100,13 +137,44 @@ class Source:
 
     def close(self) -> None:
         if self._owned:
-            self._f.close()
+            self._raw.close()
 
     def __enter__(self) -> Source:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def sniff_compression(head: bytes) -> str | None:
+    from embcli.io.compress import sniff
+
+    return sniff(head)
+
+
+def _regular_size(f: BinaryIO) -> int | None:
+    """The size of a regular file (for progress and random access); None for pipes and terminals."""
+    try:
+        st = os.fstat(f.fileno())
+    except (OSError, ValueError, AttributeError):
+        return None
+    return st.st_size if stat.S_ISREG(st.st_mode) else None
+
+
+class _Prefixed:
+    """``prefix`` then the rest of ``raw``: hands the bytes a sniff read back to a decompressor."""
+
+    def __init__(self, prefix: bytes, raw: BinaryIO) -> None:
+        self._prefix, self._raw = prefix, raw
+
+    def read(self, n: int) -> bytes:
+        if self._prefix:
+            head, self._prefix = self._prefix[:n], self._prefix[n:]
+            return head
+        return self._raw.read1(n) if hasattr(self._raw, "read1") else self._raw.read(n)
+
+    def close(self) -> None:
+        self._raw.close()
 
 
 # --------------------------------------------------------------------------- bad records
@@ -145,22 +213,68 @@ def at_row(source: str, row: int) -> str:
 # --------------------------------------------------------------------------- record readers
 
 
-@dataclass
+@dataclass(slots=True)
 class Record:
-    """One input record: its 1-based line number and the parsed JSON object.
+    """One input record: where it came from and the parsed object.
 
-    An NPY row is a record too (``npy``): ``line`` is its 1-based row number and
-    ``data`` is empty, so row numbers survive skipped rows.
+    ``line`` is the 1-based line (JSONL, text, CSV) or row (NPY, Parquet, Arrow:
+    ``by_row``) in ``source``. An NPY row is a record too (``npy``): ``data`` is
+    empty, so row numbers survive skipped rows.
     """
 
     line: int
     data: dict
     extra: dict = field(default_factory=dict)  # per-command scratch (e.g. tokens)
     npy: bool = False
+    source: str = "<input>"
+    by_row: bool = False
+
+    @property
+    def where(self) -> str:
+        """Where the record is, for messages: ``docs.csv line 7`` or ``vec.parquet row 7``."""
+        return at_row(self.source, self.line) if self.npy or self.by_row else at_line(self.source, self.line)
 
     def fields(self) -> dict:
         """What a result record starts from: the JSON object, or ``{"row": i}`` (0-based) for an NPY row."""
         return {"row": self.line - 1} if self.npy else self.data
+
+
+# Formats a reader can find by content: binary magic always wins over a declared or suffix format.
+_CONTENT_MAGIC = (
+    (NPY_MAGIC, "npy"),
+    (b"PAR1", "parquet"),
+    (b"ARROW1", "arrow"),
+    (b"\xff\xff\xff\xff", "arrow"),  # an Arrow IPC stream's first message
+)
+# By suffix (after any compression suffix), when the content says nothing.
+FORMAT_SUFFIXES = {
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".npy": "npy",
+    ".csv": "csv",
+    ".tsv": "tsv",
+    ".tab": "tsv",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+    ".arrow": "arrow",
+    ".arrows": "arrow",
+    ".feather": "arrow",
+    ".ipc": "arrow",
+}
+
+
+def detect_format(src: Source, declared: str | None = None) -> str:
+    """The input's format: binary magic, else what the user declared, else the file's suffix, else JSONL."""
+    head = src.peek(8)
+    for magic, fmt in _CONTENT_MAGIC:
+        if head.startswith(magic):
+            return fmt
+    if declared:
+        return declared
+    from embcli.io.compress import suffix_kind
+
+    stem, _ = suffix_kind(src.name)
+    return FORMAT_SUFFIXES.get(os.path.splitext(stem)[1].lower(), "jsonl")
 
 
 # What to say when the first line is not JSON. Callers pass their own: a hint must never
@@ -170,28 +284,45 @@ VECTORS_HINT = "this command reads embedded records (JSONL from `embcli embed`) 
 
 
 def iter_records(
-    src: Source, input_format: str, text_field: str, bad: BadRecords, *, json_hint: str = JSONL_HINT
+    src: Source,
+    input_format: str | None,
+    text_field: str,
+    bad: BadRecords,
+    *,
+    json_hint: str = JSONL_HINT,
+    infer_types: bool = False,
 ) -> Iterator[Record]:
-    """Records from JSONL (objects) or plain text (one text per line, as ``text_field``).
+    """Records from JSONL, plain text (one text per line, as ``text_field``), CSV/TSV, Parquet or Arrow.
 
-    ``json_hint`` goes with an invalid first line: it is the caller's, which knows its options.
+    ``input_format`` None finds the format (``detect_format``). ``json_hint`` goes
+    with an invalid first JSONL line: it is the caller's, which knows its options.
     """
-    if src.sniff() == "npy":
+    fmt = detect_format(src, input_format)
+    if fmt == "npy":
         raise InputError(
-            f"expected JSONL or text records but got an NPY array, {src.name}",
+            f"expected records but got an NPY array, {src.name}",
             hint="this command reads text; NPY holds vectors only",
         )
+    if fmt in ("csv", "tsv", "parquet", "arrow"):
+        from embcli.io import tables
+
+        if fmt in ("csv", "tsv"):
+            yield from tables.iter_delimited(src, "," if fmt == "csv" else "\t", bad, infer_types=infer_types)
+        else:
+            yield from tables.iter_table(src, bad)
+        return
+    name = src.name
     lineno = 0
     while line := src.readline():
         lineno += 1
-        if input_format == "text":
+        if fmt == "text":
             try:
                 text = _line_text(line)
             except UnicodeDecodeError as e:
-                bad.handle(InputError(f"invalid UTF-8 at byte {e.start}, {at_line(src.name, lineno)}"))
+                bad.handle(InputError(f"invalid UTF-8 at byte {e.start}, {at_line(name, lineno)}"))
                 continue
             del line
-            yield Record(lineno, {text_field: text})
+            yield Record(lineno, {text_field: text}, source=name)
             continue
         if line.isspace():  # not line.strip(): that copies a huge line
             # Blank lines between JSONL records are common (editors, `echo`); not data.
@@ -201,13 +332,13 @@ def iter_records(
         except orjson.JSONDecodeError as e:
             msg = str(e).split(": line ")[0]
             hint = json_hint if lineno == 1 else None
-            bad.handle(InputError(f"invalid JSON ({msg}), {at_line(src.name, lineno)}", hint=hint))
+            bad.handle(InputError(f"invalid JSON ({msg}), {at_line(name, lineno)}", hint=hint))
             continue
         del line  # one huge line is held once (as its parsed text), not twice
         if not isinstance(obj, dict):
-            bad.handle(InputError(f"expected a JSON object, got {_json_type(obj)}, {at_line(src.name, lineno)}"))
+            bad.handle(InputError(f"expected a JSON object, got {_json_type(obj)}, {at_line(name, lineno)}"))
             continue
-        yield Record(lineno, obj)
+        yield Record(lineno, obj, source=name)
 
 
 def _line_text(line: bytes | bytearray) -> str:
@@ -360,26 +491,38 @@ def _npy_chunks(src: Source) -> Iterator[np.ndarray]:
             left -= n
 
 
-def iter_embedded(src: Source, vector_field: str, bad: BadRecords) -> Iterator[tuple[Record, np.ndarray]]:
-    """(record, vector) pairs from JSONL with a vector field, or from NPY rows (``Record.npy``, empty data).
+def iter_embedded(
+    src: Source,
+    vector_field: str,
+    bad: BadRecords,
+    *,
+    input_format: str | None = None,
+    json_hint: str = VECTORS_HINT,
+) -> Iterator[tuple[Record, np.ndarray]]:
+    """(record, vector) pairs from records with a vector field (JSONL, CSV/TSV, Parquet, Arrow), or from
+    NPY rows (``Record.npy``, empty data).
 
-    Vectors are checked the same way from both: finite numbers, one width.
+    Vectors are checked the same way from every format: finite numbers, one width.
     """
-    if src.sniff() == "npy":
+    fmt = detect_format(src, input_format)
+    if fmt == "npy":
+        name = src.name
         for numbers, chunk in iter_npy_rows(src, bad):
             for row, vec in zip(numbers.tolist(), chunk, strict=True):
-                yield Record(row, {}, {}, True), vec  # positional: measurably cheaper per row
+                yield Record(row, {}, {}, True, name), vec  # positional: measurably cheaper per row
         return
+    if fmt == "text":
+        raise UsageError(
+            "text lines carry no vectors", hint="embed them first: embcli embed --input-format text FILE | ..."
+        )
     width: int | None = None
-    for rec in iter_records(src, "jsonl", "text", bad, json_hint=VECTORS_HINT):
+    for rec in iter_records(src, fmt, "text", bad, json_hint=json_hint):
         try:
-            arr = parse_vector(rec.data.get(vector_field), vector_field, at_line(src.name, rec.line))
+            arr = parse_vector(rec.data.get(vector_field), vector_field, rec.where)
             if width is None:
                 width = arr.shape[0]
             elif arr.shape[0] != width:
-                raise InputError(
-                    f"vector has {arr.shape[0]} dimensions, earlier ones {width}, {at_line(src.name, rec.line)}"
-                )
+                raise InputError(f"vector has {arr.shape[0]} dimensions, earlier ones {width}, {rec.where}")
         except InputError as e:
             bad.handle(e)
             continue
@@ -387,20 +530,36 @@ def iter_embedded(src: Source, vector_field: str, bad: BadRecords) -> Iterator[t
 
 
 def parse_vector(value: object, vector_field: str, loc: str) -> np.ndarray:
-    """A record's vector field as float32, checked: a flat array of finite numbers."""
-    if not isinstance(value, list) or not value:
-        raise InputError(
-            f"record has no {vector_field!r} array, {loc}",
-            hint="embed it first (embcli embed), or name the field with --vector-field",
-        )
-    try:
-        with np.errstate(over="ignore"):  # 1e39 becomes Inf, refused just below: no warning on stderr
-            arr = np.asarray(value, dtype=np.float32)
-    except (TypeError, ValueError):
-        raise InputError(f"field {vector_field!r} holds non-numbers, {loc}") from None
-    if arr.ndim != 1 or not np.isfinite(arr).all():
+    """A record's vector field as float32, checked: a flat array of finite numbers.
+
+    The field may be a JSON array, a numpy row (Parquet/Arrow readers give those),
+    or JSON text of an array (a CSV cell).
+    """
+    if isinstance(value, np.ndarray):
+        arr = value if value.dtype == np.float32 else _as_float32(value, vector_field, loc)
+    else:
+        if isinstance(value, str) and value.startswith("["):
+            try:
+                value = orjson.loads(value)
+            except orjson.JSONDecodeError:
+                raise InputError(f"field {vector_field!r} is not a JSON array, {loc}") from None
+        if not isinstance(value, list) or not value:
+            raise InputError(
+                f"record has no {vector_field!r} array, {loc}",
+                hint="embed it first (embcli embed), or name the field with --vector-field",
+            )
+        arr = _as_float32(value, vector_field, loc)
+    if arr.ndim != 1 or not arr.size or not np.isfinite(arr).all():
         raise InputError(f"field {vector_field!r} must be a flat array of finite numbers, {loc}")
     return arr
+
+
+def _as_float32(value: object, vector_field: str, loc: str) -> np.ndarray:
+    try:
+        with np.errstate(over="ignore"):  # 1e39 becomes Inf, refused by the caller: no warning on stderr
+            return np.asarray(value, dtype=np.float32)
+    except (TypeError, ValueError):
+        raise InputError(f"field {vector_field!r} holds non-numbers, {loc}") from None
 
 
 # --------------------------------------------------------------------------- writers
