@@ -12,8 +12,9 @@ POOLINGS = ("mean", "cls", "max", "lasttoken", "mean_sqrt_len")
 METRICS = ("cos", "ip", "l2")
 DTYPES = ("f32", "f16", "i8", "b1")  # index storage: float32, float16, int8, sign bits
 ON_ERROR = ("fail", "skip")
-INPUT_FORMATS = ("jsonl", "text")
-OUTPUT_FORMATS = ("jsonl", "npy")
+INPUT_FORMATS = ("jsonl", "text", "csv", "tsv", "parquet", "arrow")
+OUTPUT_FORMATS = ("jsonl", "npy", "parquet", "arrow", "csv", "tsv")
+COMPRESSIONS = ("none", "gzip", "bzip2", "xz", "zstd")
 
 # Up to this many candidate vectors, exact numpy search is fast enough: kNN over a
 # whole set (search/neighbors.py) and filtered search (--full-scan-threshold) share it.

@@ -26,9 +26,9 @@ def test_options_and_environment_do_not_carry_over(tmp_path: Path) -> None:
     assert "Traceback" in cli_inproc("--debug", "embed", "-m", "no-such-model", input=GOOD).err
     assert "Traceback" not in cli_inproc("embed", "-m", "no-such-model", input=GOOD).err  # nor did --debug
     # Variables and the working directory apply to the one run only.
-    r = cli_inproc("embed", "missing.jsonl", env={"EMBCLI_MODEL": "no-such-model"}, cwd=tmp_path)
-    assert r.code == 2 and "unknown model 'no-such-model'" in r.err
     (tmp_path / "here.jsonl").write_text(GOOD)
+    r = cli_inproc("embed", "here.jsonl", env={"EMBCLI_MODEL": "no-such-model"}, cwd=tmp_path)
+    assert r.code == 2 and "unknown model 'no-such-model'" in r.err
     assert cli_inproc("embed", "-q", "here.jsonl", cwd=tmp_path).code == 0
     assert cli_inproc("embed", "-q", "here.jsonl").code == 2
     assert (os.getcwd(), dict(os.environ), (sys.stdin, sys.stdout, sys.stderr)) == (cwd, environ, streams)

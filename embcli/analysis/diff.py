@@ -233,12 +233,16 @@ class DiffResult:
         return self.report["verdict"]
 
 
-def read_side(path: str | None, vector_field: str, bad) -> tuple[np.ndarray, list[dict]]:
-    """One side's vectors and records (NPY rows become {"row": i}); one width per input."""
-    from embcli.io.streams import Source, iter_embedded
+def read_side(
+    path: str | None, vector_field: str, bad, input_format: str | None = None
+) -> tuple[np.ndarray, list[dict]]:
+    """One side's vectors and records (NPY rows become {"row": i}); one width per side.
 
-    with Source(path) as src:
-        pairs = list(iter_embedded(src, vector_field, bad))
+    ``path`` may be a glob or a directory: its files are one side, read in order.
+    """
+    from embcli.io.inputs import Inputs, ReadOptions
+
+    pairs = list(Inputs(None if path is None else [path], ReadOptions(input_format)).embedded(vector_field, bad))
     recs = [rec.fields() for rec, _ in pairs]
     width = {len(v) for _, v in pairs}
     if len(width) > 1:

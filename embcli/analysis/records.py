@@ -7,16 +7,18 @@ import numpy as np
 from embcli.errors import InputError
 
 
-def read_all(path: str | None, vector_field: str, bad) -> tuple[list[dict], np.ndarray, str]:
-    """Every record (NPY rows become {"row": i}) and the stacked vectors; checks widths.
+def read_all(
+    paths: list[str] | str | None, vector_field: str, bad, input_format: str | None = None
+) -> tuple[list[dict], np.ndarray, str]:
+    """Every record of the inputs (NPY rows become {"row": i}) and the stacked vectors; checks widths.
 
     ``bad`` is the ``BadRecords`` policy (fail, or skip and count).
     """
-    from embcli.io.streams import Source, iter_embedded
+    from embcli.io.inputs import Inputs, ReadOptions
 
-    with Source(path) as src:
-        pairs = list(iter_embedded(src, vector_field, bad))
-        name = src.name
+    inputs = Inputs([paths] if isinstance(paths, str) else paths, ReadOptions(input_format))
+    pairs = list(inputs.embedded(vector_field, bad))
+    name = inputs.name
     records = [rec.fields() for rec, _ in pairs]
     if not pairs:
         return records, np.zeros((0, 0), np.float32), name

@@ -137,12 +137,11 @@ class Encoder:
         from embcli.runtime.embedding import EmbedStats, embed_records
 
         reserved = () if overwrite else tuple(f for f in (vector_field, model_field) if f)
-        numbered = (Record(i, dict(r)) for i, r in enumerate(records, start=1))
+        numbered = (Record(i, dict(r), source="<records>") for i, r in enumerate(records, start=1))
         prov = self.provenance
         for recs, vecs in embed_records(
             numbered,
             self._enc,
-            source="<records>",
             text_field=text_field,
             bad=BadRecords(skip=skip_bad),
             stats=EmbedStats(),

@@ -64,7 +64,9 @@ class Index:
             if matrix.ndim != 2:
                 raise UsageError(f"vectors must be a 2-D array, got shape {matrix.shape}")
             check_finite(matrix)
-            items: Iterable = ((Record(i, {}, npy=True), row) for i, row in enumerate(matrix, start=1))
+            items: Iterable = (
+                (Record(i, {}, npy=True, source="<array>"), row) for i, row in enumerate(matrix, start=1)
+            )
             id_list = list(ids) if ids is not None else None
         else:
             if ids is not None:
@@ -76,7 +78,7 @@ class Index:
                     vec = rec.get(vector_field)
                     if isinstance(vec, np.ndarray):
                         vec = vec.tolist()
-                    yield Record(i, dict(rec)), parse_vector(vec, vector_field, where)
+                    yield Record(i, dict(rec), source="<records>"), parse_vector(vec, vector_field, where)
 
             items, id_list = checked(), None
         writer = IndexWriter(
@@ -87,7 +89,7 @@ class Index:
             if model:
                 ensure_model(model, "cpu")
             ingest = IngestOptions(vector_field, model_field, model, id_list)
-            rows = add_all(writer, items, "<records>", ingest, bad)
+            rows = add_all(writer, items, ingest, bad)
             if rows == 0 and not append:
                 raise UsageError("no vectors to index")
             writer.commit()

@@ -16,14 +16,19 @@ EvalField = o.text_option(
 EvalOut = o.text_option("--eval-out", metavar="FILE", help="Also write the --eval metrics as JSON.", panel=o.IO)
 
 
-def write_records(records: list[dict], output: str | None) -> None:
-    from embcli.io.streams import JsonlWriter, output_stream
+def records_output(output: str | None, fmt, compress, vector_field: str, model_field: str = "embedding_model"):
+    """The analysis commands' record output: -o, --format and --compress as every command reads them."""
+    from embcli.io.outputs import RECORD_FORMATS, output_spec
+    from embcli.io.outputs import records_output as opened
 
-    with output_stream(output) as out:
-        writer = JsonlWriter(out)
+    spec = output_spec(output, o.value(fmt), o.value(compress), allowed=RECORD_FORMATS)
+    return opened(spec, vector_field=vector_field, provenance_field=model_field or None)
+
+
+def write_records(records: list[dict], output: str | None, fmt, compress, vector_field: str) -> None:
+    with records_output(output, fmt, compress, vector_field) as writer:
         for start in range(0, len(records), 1024):
             writer.write_many(records[start : start + 1024])
-        writer.flush()
 
 
 def report_eval(metrics: dict, eval_out: str | None, quiet: bool) -> None:

@@ -22,8 +22,14 @@ def choice(name: str, values: tuple[str, ...]) -> type[Enum]:
 OnError = choice("OnError", choices.ON_ERROR)
 InputFormat = choice("InputFormat", choices.INPUT_FORMATS)
 OutputFormat = choice("OutputFormat", choices.OUTPUT_FORMATS)
+Compression = choice("Compression", choices.COMPRESSIONS)
 Device = choice("Device", choices.DEVICES)
 Pooling = choice("Pooling", choices.POOLINGS)
+
+
+def value(choice: Enum | None) -> str | None:
+    """An optional choice's string (None stays None), as the core takes it."""
+    return None if choice is None else choice.value
 
 
 def option(kind: Any, *flags: str, help: str, panel: str = IO, **settings: Any) -> Any:
@@ -37,22 +43,51 @@ def text_option(*flags: str, metavar: str, help: str, panel: str = IO) -> Any:
 
 
 InputArg = Annotated[
-    Optional[str],
-    typer.Argument(help="Input file; '-' or none reads stdin.", show_default=False, metavar="INPUT"),
+    Optional[list[str]],
+    typer.Argument(
+        help="Input files, globs (quoted: 'vec/*.parquet') or directories, read in order; '-' or none reads stdin.",
+        show_default=False,
+        metavar="[INPUT]...",
+    ),
 ]
 Output = option(
     Optional[str], "-o", "--output", metavar="PATH", help="Write to this file (atomically) instead of stdout.", panel=IO
 )
 InputFormatOpt = option(
-    InputFormat, "--input-format", help="jsonl: one JSON object per line; text: one text per line.", panel=IO
+    Optional[InputFormat],
+    "--input-format",
+    show_default=False,
+    help="jsonl: a JSON object per line; text: a text per line; csv/tsv: a header row, then a record per row; "
+    "parquet, arrow. Default: found by content (NPY, Parquet, Arrow; gzip/bzip2/xz/zstd are undone first), "
+    "else by suffix (.csv, .tsv, ...), else jsonl.",
+    panel=IO,
+)
+InferTypesOpt = option(
+    bool, "--infer-types", help="CSV/TSV: cells that are numbers become numbers (else every cell is text).", panel=IO
 )
 FormatOpt = option(
     Optional[OutputFormat],
     "--format",
     show_default=False,
-    help="Output format: jsonl records, or npy vectors. Default: npy when -o ends in .npy, else jsonl.",
+    help="Output format. Default: from the -o suffix (.jsonl .npy .parquet .arrow .csv .tsv), else jsonl.",
     panel=IO,
 )
+RecordFormatOpt = option(
+    Optional[OutputFormat],
+    "--format",
+    show_default=False,
+    help="Output format (npy holds vectors only, so not here). Default: from the -o suffix "
+    "(.jsonl .parquet .arrow .csv .tsv), else jsonl.",
+    panel=IO,
+)
+CompressOpt = option(
+    Optional[Compression],
+    "--compress",
+    show_default=False,
+    help="Compress the output. Default: from the -o suffix (.gz .bz2 .xz .zst), else none.",
+    panel=IO,
+)
+IdField = option(str, "--id-field", metavar="NAME", help="Field that holds each record's id.", panel=IO)
 TextField = option(str, "--text-field", metavar="NAME", help="Field that holds the text.", panel=IO)
 VectorField = option(str, "--vector-field", metavar="NAME", help="Field that holds the vector.", panel=IO)
 OnErrorOpt = option(OnError, "--on-error", help="Bad records: fail on the first, or skip them and count.", panel=IO)

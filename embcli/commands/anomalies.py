@@ -6,7 +6,7 @@ from enum import Enum
 from typing import Optional
 
 from embcli.commands import _options as o
-from embcli.commands._analysis import EvalField, EvalOut, report_eval
+from embcli.commands._analysis import EvalField, EvalOut, records_output, report_eval
 from embcli.commands._ui import say, warn
 
 DETECT = "Detector"
@@ -76,6 +76,9 @@ FlagFieldOpt = o.option(str, "--flag-field", metavar="NAME", help="Field for the
 
 def detect_anomalies(
     input: o.InputArg = None,
+    fmt: o.RecordFormatOpt = None,
+    compress: o.CompressOpt = None,
+    input_format: o.InputFormatOpt = None,
     output: o.Output = None,
     method: MethodOpt = Method.knn,
     k: KOpt = 10,
@@ -97,7 +100,7 @@ def detect_anomalies(
     on_error: o.OnErrorOpt = o.OnError.fail,
     quiet: o.Quiet = False,
 ) -> None:
-    """Score embedded records (JSONL with a vector, or NPY) by how anomalous they are.
+    """Score embedded records (records with a vector, or NPY) by how anomalous they are.
 
     Outlier mode (default): each record against all the others (reads the whole
     input). Novelty mode: --reference FILE of normal records, or a saved
@@ -106,7 +109,8 @@ def detect_anomalies(
     from embcli.analysis import anomaly as core
     from embcli.analysis.records import check_free, gold_labels, provenance_of, read_all
     from embcli.errors import UsageError
-    from embcli.io.streams import BadRecords, JsonlWriter, Source, iter_embedded, output_stream
+    from embcli.io.inputs import Inputs, ReadOptions
+    from embcli.io.streams import BadRecords
 
     if reference and detector_file:
         raise UsageError("give --reference or --detector-file, not both")
@@ -115,8 +119,8 @@ def detect_anomalies(
     counts = {"scored": 0, "flagged": 0}
     gold_rows: list[dict] = []  # only with --eval
     all_scores: list[float] = []
-    with output_stream(output) as out:
-        writer = JsonlWriter(out)
+    inputs = Inputs(input, ReadOptions(o.value(input_format)))
+    with records_output(output, fmt, compress, vector_field, model_field) as writer:
 
         def emit(records: list[dict], scores, level: float) -> None:
             check_free(records, [score_field, flag_field], overwrite, rename="--score-field/--flag-field")
@@ -138,11 +142,10 @@ def detect_anomalies(
             level = core.flag_level(det, det.score(), options)
             if save_detector:  # before the records: a reader that stops early (`| head`) keeps it
                 det.save(save_detector)
-            with Source(input) as src:
-                for batch in _batches(iter_embedded(src, vector_field, bad)):
-                    _score_batch(det, batch, emit, level, model_field)
+            for batch in _batches(inputs.embedded(vector_field, bad)):
+                _score_batch(det, batch, emit, level, model_field)
         else:  # outlier mode: the input is its own reference
-            records, x, _ = read_all(input, vector_field, bad)
+            records, x, _ = read_all(inputs.paths, vector_field, bad, o.value(input_format))
             det = None
             if records:
                 det, scores, level = core.score_outliers(x, options, provenance_of(records, model_field))

@@ -6,7 +6,7 @@ from enum import Enum
 from typing import Optional
 
 from embcli.commands import _options as o
-from embcli.commands._analysis import EvalField, EvalOut, report_eval
+from embcli.commands._analysis import EvalField, EvalOut, records_output, report_eval
 from embcli.commands._ui import say, warn
 
 ZERO = "Zero-shot"
@@ -106,6 +106,9 @@ ScoresField = o.option(
 def classify(
     input: o.InputArg = None,
     output: o.Output = None,
+    fmt: o.RecordFormatOpt = None,
+    compress: o.CompressOpt = None,
+    input_format: o.InputFormatOpt = None,
     labels: Labels = None,
     labels_file: LabelsFile = None,
     template: Template = "This text is about {label}.",
@@ -132,7 +135,7 @@ def classify(
     on_error: o.OnErrorOpt = o.OnError.fail,
     quiet: o.Quiet = False,
 ) -> None:
-    """Classify embedded records (JSONL with a vector, or NPY).
+    """Classify embedded records (records with a vector, or NPY).
 
     Zero-shot: --labels or --labels-file, embedded through --template with the
     records' own model; scores are cosines. Supervised: --train FILE fits a head
@@ -146,14 +149,16 @@ def classify(
     from embcli.analysis import classify as core
     from embcli.analysis.records import gold_labels
     from embcli.api.encoding import ensure_model
-    from embcli.io.streams import BadRecords, JsonlWriter, Source, iter_embedded, output_stream
+    from embcli.io.inputs import Inputs, ReadOptions
+    from embcli.io.streams import BadRecords, Source, iter_embedded
 
     core.check_mode(bool(labels or labels_file), bool(train), bool(head_file), refine)
     options = core.LabelOptions(threshold, all_scores, output_field, score_field, scores_field, overwrite)
     bad = BadRecords(skip=on_error is o.OnError.skip)
 
-    with Source(input) as src, output_stream(output) as out:
-        stream = iter_embedded(src, vector_field, bad)
+    inputs = Inputs(input, ReadOptions(o.value(input_format)))
+    with records_output(output, fmt, compress, vector_field, model_field) as writer:
+        stream = inputs.embedded(vector_field, bad)
         first = list(itertools.islice(stream, CHUNK))
         provenance = next((r.data.get(model_field) for r, _ in first if model_field), None)
         if head_file:
@@ -175,7 +180,6 @@ def classify(
             rest = iter([everything])
         if save_head:
             clf.save(save_head)
-        writer = JsonlWriter(out)
         gold, predicted, n = [], [], 0
         for records, pred in core.label_chunks(clf, rest, provenance, options):
             predicted += pred.labels

@@ -54,6 +54,9 @@ OutputFieldOpt = o.option(
 def cluster(
     input: o.InputArg = None,
     output: o.Output = None,
+    fmt: o.RecordFormatOpt = None,
+    compress: o.CompressOpt = None,
+    input_format: o.InputFormatOpt = None,
     algo: AlgoOpt = Algo.kmeans,
     k: KOpt = "8",
     k_range: KRangeOpt = "2:20",
@@ -72,7 +75,7 @@ def cluster(
     on_error: o.OnErrorOpt = o.OnError.fail,
     quiet: o.Quiet = False,
 ) -> None:
-    """Cluster embedded records (JSONL with a vector, or NPY); needs the whole input.
+    """Cluster embedded records (records with a vector, or NPY); needs the whole input.
 
     Each record gets a cluster id (-1 = noise) and its cosine to the cluster's
     centre. The same input and seed give the same clusters whatever the input
@@ -83,17 +86,17 @@ def cluster(
     from embcli.io.streams import BadRecords
 
     bad = BadRecords(skip=on_error is o.OnError.skip)
-    records, x, _ = read_all(input, vector_field, bad)
+    records, x, _ = read_all(input, vector_field, bad, o.value(input_format))
     check_free(records, [output_field, f"{output_field}_similarity"], overwrite)
     if not records:
-        write_records([], output)
+        write_records([], output, fmt, compress, vector_field)
         return
     options = core.ClusterOptions(
         algo.value, _parse_k(k), _parse_range(k_range), n_init, seed, min_cluster_size, threshold, min_size
     )
     result = core.cluster(x, options)
     core.annotate(records, result, output_field)
-    write_records(records, output)
+    write_records(records, output, fmt, compress, vector_field)
     if summary:
         _write_summary(summary, core.summary(records, result, text_field))
     if bad.summary():

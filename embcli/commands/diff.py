@@ -25,7 +25,12 @@ class ReportFormat(str, Enum):
 
 
 AOpt = Annotated[
-    str, typer.Argument(metavar="A", help="The reference: embedded records (JSONL) or NPY; '-' for stdin.")
+    str,
+    typer.Argument(
+        metavar="A",
+        help="The reference: embedded records (any input format) or NPY; a quoted glob or a directory is one "
+        "side read in order; '-' for stdin.",
+    ),
 ]
 BOpt = Annotated[str, typer.Argument(metavar="B", help="The one compared with A.")]
 ByOpt = o.option(
@@ -90,6 +95,7 @@ def diff(
     a: AOpt,
     b: BOpt,
     by: ByOpt = None,
+    input_format: o.InputFormatOpt = None,
     alpha: AlphaOpt = 0.05,
     kernel: KernelOpt = Kernel.rbf,
     permutations: PermutationsOpt = 200,
@@ -125,8 +131,8 @@ def diff(
     if a == "-" and b == "-":
         raise UsageError("only one of A and B can be stdin")
     bad = BadRecords(skip=on_error is o.OnError.skip)
-    xa, ra = read_side(a, vector_field, bad)
-    xb, rb = read_side(b, vector_field, bad)
+    xa, ra = read_side(a, vector_field, bad, o.value(input_format))
+    xb, rb = read_side(b, vector_field, bad, o.value(input_format))
     if summary := bad.summary():
         warn(summary, quiet)
     options = DiffOptions(by, alpha, kernel.value, permutations, max_samples, seed, k, min_overlap, top, text_field)

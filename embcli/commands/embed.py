@@ -75,7 +75,9 @@ def embed(
     input: o.InputArg = None,
     output: o.Output = None,
     fmt: o.FormatOpt = None,
-    input_format: o.InputFormatOpt = o.InputFormat.jsonl,
+    compress: o.CompressOpt = None,
+    input_format: o.InputFormatOpt = None,
+    infer_types: o.InferTypesOpt = False,
     text_field: o.TextField = "text",
     vector_field: o.VectorField = "embedding",
     model_field: o.ModelField = "embedding_model",
@@ -97,7 +99,7 @@ def embed(
     max_batch_tokens: MaxBatchTokensOpt = 8192,
     quiet: o.Quiet = False,
 ) -> None:
-    """Embed texts: JSONL records or text lines in, records with a vector (or NPY) out.
+    """Embed texts: records (JSONL, CSV/TSV, Parquet, Arrow) or text lines in, records with a vector (or NPY) out.
 
     Streams: output starts before the input ends, and memory stays bounded
     whatever the input size. Every field of a record passes through; the vector
@@ -105,10 +107,13 @@ def embed(
     back in input order; the same input and options give the same bytes.
     """
     from embcli.api.encoding import Encoder
-    from embcli.io.streams import BadRecords, JsonlWriter, NpyWriter, Source, iter_records, output_stream
+    from embcli.io.inputs import Inputs, ReadOptions
+    from embcli.io.outputs import open_output, output_spec, record_writer, vector_writer
+    from embcli.io.streams import BadRecords
     from embcli.runtime.embedding import EmbedStats, embed_records
 
-    out_format = fmt or (o.OutputFormat.npy if output and output.endswith(".npy") else o.OutputFormat.jsonl)
+    spec = output_spec(output, o.value(fmt), o.value(compress))
+    inputs = Inputs(input, ReadOptions(o.value(input_format), infer_types))
     encoder = Encoder(
         model,
         device=device.value,
@@ -129,12 +134,11 @@ def embed(
         from embcli.runtime.cache import EmbeddingCache, spec_of
 
         store = EmbeddingCache(cache, spec_of(encoder), encoder.dim)
-    with Source(input) as src, output_stream(output) as out, progress("embedding", "texts", quiet) as bar:
-        records = iter_records(src, input_format.value, text_field, bad, json_hint=TEXT_HINT)
+    with open_output(spec) as out, progress("embedding", "texts", quiet) as bar:
+        records = inputs.records(text_field, bad, json_hint=TEXT_HINT)
         chunks = embed_records(
             records,
             encoder,
-            source=src.name,
             text_field=text_field,
             bad=bad,
             stats=stats,
@@ -142,24 +146,25 @@ def embed(
             reserved=() if overwrite else tuple(f for f in (vector_field, model_field) if f),
             cache=store,
         )
-        if out_format is o.OutputFormat.npy:
-            writer = NpyWriter(out)
+        if spec.format == "npy":
+            npy = vector_writer(out, spec)
             for recs, vecs in chunks:
-                writer.write(vecs)
-                writer.flush()
+                npy.write(vecs)
+                npy.flush()
                 bar.advance(len(recs))
-            writer.close(width=encoder.dim)
+            npy.close(width=encoder.dim)
         else:
-            jsonl = JsonlWriter(out)
+            writer = record_writer(out, spec, vector_field=vector_field, provenance_field=model_field or None)
             provenance = encoder.provenance()
             for recs, vecs in chunks:
                 for rec, vec in zip(recs, vecs, strict=True):
                     rec.data[vector_field] = vec
                     if model_field:
                         rec.data[model_field] = provenance
-                jsonl.write_many([rec.data for rec in recs])
-                jsonl.flush()
+                writer.write_many([rec.data for rec in recs])
+                writer.flush()
                 bar.advance(len(recs))
+            writer.close()
         elapsed = bar.elapsed()
 
     if store is not None:

@@ -90,6 +90,7 @@ class IndexCommand(TyperCommand):
 def index(
     input: o.InputArg = None,
     output: OutputOpt = None,
+    input_format: o.InputFormatOpt = None,
     append: AppendOpt = False,
     force: ForceOpt = False,
     delete_ids: DeleteIdsOpt = None,
@@ -104,13 +105,14 @@ def index(
     keep_floats: KeepFloatsOpt = None,
     store_text: StoreTextOpt = True,
     text_field: o.TextField = "text",
+    id_field: o.IdField = "id",
     vector_field: o.VectorField = "embedding",
     model_field: o.ModelField = "embedding_model",
     on_error: o.OnErrorOpt = o.OnError.fail,
     threads: ThreadsOpt = 1,
     quiet: o.Quiet = False,
 ) -> None:
-    """Index embedded records (JSONL with a vector, or NPY) for `embcli search`.
+    """Index embedded records (JSONL, Parquet, Arrow, CSV with a vector; or NPY) for `embcli search`.
 
     Needs the whole input before the index is published. The index is a
     directory: usearch HNSW vectors, SQLite payloads (every field but the
@@ -121,19 +123,23 @@ def index(
     """
     from embcli.api.encoding import ensure_model
     from embcli.errors import UsageError
-    from embcli.io.streams import BadRecords, Source, iter_embedded, read_ids
+    from embcli.io.inputs import Inputs, ReadOptions
+    from embcli.io.streams import BadRecords, read_ids
     from embcli.search.index import IndexOptions, IndexWriter, disk_bytes, verify_index
     from embcli.search.ingest import IngestOptions, add_all
 
+    if input and len(input) > 1 and (verify or delete_ids is not None):
+        raise UsageError("--verify and --delete-ids take one index")
+    target = input[0] if input else None
     if verify:
-        path = output or input
+        path = output or target
         if not path or (output and input) or delete_ids is not None:
             raise UsageError("--verify takes the index as -o PATH (or as the argument), and nothing else")
         m = verify_index(path)
         say(f"{path}: sound, {m['count']:,} vectors, {m['dims']}-d {m['dtype']} {m['metric']}", quiet)
         return
     if delete_ids is not None:
-        path = output or input
+        path = output or target
         if not path or (output and input):
             raise UsageError("--delete-ids takes the index as -o PATH (or as the argument), and no input")
         writer = IndexWriter(path, IndexOptions(), append=True)
@@ -155,12 +161,11 @@ def index(
     bad = BadRecords(skip=on_error is o.OnError.skip)
     if model:  # bare vectors take this model's provenance: resolving the built-in one needs its graph
         ensure_model(model, "cpu")
-    ingest = IngestOptions(vector_field, model_field, model, read_ids(ids) if ids else None)
+    ingest = IngestOptions(vector_field, model_field, model, read_ids(ids) if ids else None, id_field)
+    inputs = Inputs(input, ReadOptions(o.value(input_format)))
     try:
-        with Source(input) as src, progress("indexing", "vectors", quiet) as bar:
-            if ingest.ids is not None and src.sniff() != "npy":
-                raise UsageError("--ids is for NPY input; JSONL records carry their own id")
-            rows = add_all(writer, iter_embedded(src, vector_field, bad), src.name, ingest, bad, bar.advance)
+        with progress("indexing", "vectors", quiet) as bar:
+            rows = add_all(writer, inputs.embedded(vector_field, bad), ingest, bad, bar.advance)
             elapsed = bar.elapsed()
         if rows == 0:  # empty input: nothing to change, and an index needs at least its width
             writer.abort()

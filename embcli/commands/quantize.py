@@ -90,6 +90,8 @@ def quantize(
     input: o.InputArg = None,
     output: o.Output = None,
     fmt: o.FormatOpt = None,
+    compress: o.CompressOpt = None,
+    input_format: o.InputFormatOpt = None,
     to: To = None,
     bits: Bits = 1,
     dims: Dims = None,
@@ -107,7 +109,7 @@ def quantize(
     on_error: o.OnErrorOpt = o.OnError.fail,
     quiet: o.Quiet = False,
 ) -> None:
-    """Quantize float vectors (JSONL or NPY) into compact codes, streaming.
+    """Quantize float vectors (records with a vector, or NPY) into compact codes, streaming.
 
     int8/uint8 map each dimension's range onto 256 levels; binary keeps signs,
     and with --bits B also the signs of B-1 residuals (x ≈ Σ s_p·b_p). Ranges and
@@ -118,12 +120,16 @@ def quantize(
     --report reads the whole input and prints a table instead.
     """
     from embcli.analysis.quantize import CodeStream, QuantizeOptions, Quantizer
-    from embcli.io.streams import BadRecords, JsonlWriter, NpyWriter, Source, iter_embedded, output_stream
+    from embcli.io.inputs import Inputs, ReadOptions
+    from embcli.io.outputs import open_output, output_spec, record_writer, vector_writer
+    from embcli.io.streams import BadRecords
 
     bad = BadRecords(skip=on_error is o.OnError.skip)
+    inputs = Inputs(input, ReadOptions(o.value(input_format)))
     if report:
-        _report(input, vector_field, bad, dims, k, queries, seed, quiet)
+        _report(inputs, vector_field, bad, dims, k, queries, seed, quiet)
         return
+    spec = output_spec(output, o.value(fmt), o.value(compress))
     options = QuantizeOptions(
         to.value if to else None,
         bits,
@@ -145,29 +151,27 @@ def quantize(
         say(f"quantizing to {q.scheme} ({q.bytes_per_vector} bytes per vector)", quiet)
 
     stream = CodeStream(options, on_ready=ready)
-    out_format = fmt or (o.OutputFormat.npy if output and output.endswith(".npy") else o.OutputFormat.jsonl)
     count = 0
-    with Source(input) as src, output_stream(output) as out, progress("quantizing", "vectors", quiet) as bar:
-        npy_out = NpyWriter(out) if out_format is o.OutputFormat.npy else None
-        jsonl = JsonlWriter(out)
-        for records, codes in stream.chunks(iter_embedded(src, vector_field, bad), records=npy_out is None):
+    with open_output(spec) as out, progress("quantizing", "vectors", quiet) as bar:
+        npy_out = vector_writer(out, spec) if spec.format == "npy" else None
+        writer = None if npy_out else record_writer(out, spec, vector_field=vector_field, provenance_field=model_field)
+        for records, codes in stream.chunks(inputs.embedded(vector_field, bad), records=writer is not None):
             if npy_out is not None:
                 npy_out.write(codes)
                 npy_out.flush()
             else:
-                jsonl.write_many(records)
-                jsonl.flush()
+                writer.write_many(records)
+                writer.flush()
             count += len(codes)
             bar.advance(len(codes))
-        if npy_out is not None:
-            npy_out.close()
+        (npy_out or writer).close()
         elapsed = bar.elapsed()
     if summary := bad.summary():
         warn(summary, quiet)
     say(f"quantized {count:,} vectors in {elapsed:.1f}s", quiet)
 
 
-def _report(input, vector_field, bad, dims, k, n_queries, seed, quiet) -> None:
+def _report(inputs, vector_field, bad, dims, k, n_queries, seed, quiet) -> None:
     """Recall@k of every scheme against float exact search, on the input's own vectors."""
     import sys
 
@@ -175,10 +179,8 @@ def _report(input, vector_field, bad, dims, k, n_queries, seed, quiet) -> None:
     import orjson
 
     from embcli.analysis.quantize import report_table
-    from embcli.io.streams import Source, iter_embedded
 
-    with Source(input) as src:
-        rows = [v for _, v in iter_embedded(src, vector_field, bad)]
+    rows = [v for _, v in inputs.embedded(vector_field, bad)]
     x = np.vstack(rows).astype(np.float32) if rows else np.zeros((0, 0), np.float32)
     table = report_table(x, k=k, n_queries=n_queries, seed=seed, dims=dims)
     for row in table:

@@ -13,6 +13,7 @@ import signal
 import stat
 import struct
 import sys
+import tempfile
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -350,9 +351,9 @@ def _line_text(line: bytes | bytearray) -> str:
     return str(memoryview(line)[:end], "utf-8")
 
 
-def get_text(rec: Record, text_field: str, source: str) -> str:
+def get_text(rec: Record, text_field: str) -> str:
     """The record's text, checked: present, a string, non-empty, no NUL bytes."""
-    loc = at_line(source, rec.line)
+    loc = rec.where
     if text_field not in rec.data:
         have = ", ".join(list(rec.data)[:8]) or "none"
         raise InputError(
@@ -588,6 +589,9 @@ class JsonlWriter:
     def flush(self) -> None:
         self._f.flush()
 
+    def close(self) -> None:
+        self._f.flush()
+
 
 class NpyWriter:
     """Vectors as NPY.
@@ -595,13 +599,17 @@ class NpyWriter:
     On a seekable regular file the result is one standard array: the header is
     written with room for any row count and patched on close. On a pipe, where
     nothing can be patched, each ``write`` is one complete array, back to back.
+    With ``spool`` (a compressed file: no patching either) the array is written
+    to a temporary file and copied to ``f`` on close, so the file still holds one
+    standard array.
     """
 
     _HEADER_SIZE = 128  # room for shape (10**18, 10**9) and any simple dtype
 
-    def __init__(self, f: BinaryIO) -> None:
-        self._f = f
-        self._single = _is_fresh_regular_file(f)
+    def __init__(self, f: BinaryIO, *, spool: bool = False) -> None:
+        self._target = f if spool else None
+        self._f = tempfile.TemporaryFile() if spool else f  # noqa: SIM115 - closed in close()
+        self._single = _is_fresh_regular_file(self._f)
         self._dtype: np.dtype | None = None
         self._width: int | None = None
         self._rows = 0
@@ -625,16 +633,21 @@ class NpyWriter:
 
     def close(self, width: int | None = None, dtype: np.dtype | None = None) -> None:
         """Finish the array; ``width``/``dtype`` shape the empty array when nothing was written."""
-        if self._dtype is None and width is not None:
+        if self._dtype is None:
             # Empty input still gives a valid (0, D) array on a file; nothing on a pipe.
-            if self._single:
+            if self._single and width is not None:
                 self._f.write(npy_header(dtype or np.float32, (0, width), self._HEADER_SIZE))
-            return
-        if self._single and self._dtype is not None:
+        elif self._single:
             self._f.seek(0)
             self._f.write(npy_header(self._dtype, (self._rows, self._width), self._HEADER_SIZE))
             self._f.seek(0, os.SEEK_END)
         self._f.flush()
+        if self._target is not None:
+            self._f.seek(0)
+            while chunk := self._f.read(_NPY_CHUNK_BYTES):
+                self._target.write(chunk)
+            self._f.close()
+            self._target = None
 
 
 def _is_fresh_regular_file(f: BinaryIO) -> bool:

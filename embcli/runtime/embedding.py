@@ -9,7 +9,7 @@ import numpy as np
 
 from embcli.errors import InputError
 from embcli.io.prefetch import chunked_prefetch
-from embcli.io.streams import BadRecords, Record, at_line, get_text
+from embcli.io.streams import BadRecords, Record, get_text
 from embcli.runtime.cache import EmbeddingCache, text_hash
 from embcli.runtime.encoder import Encoder, Tokens
 
@@ -29,7 +29,6 @@ def embed_records(
     records: Iterable[Record],
     encoder: Encoder,
     *,
-    source: str,
     text_field: str,
     bad: BadRecords,
     stats: EmbedStats,
@@ -60,10 +59,10 @@ def embed_records(
                 for name in reserved:
                     if name in rec.data:
                         raise InputError(
-                            f"record already has a {name!r} field, {at_line(source, rec.line)}",
+                            f"record already has a {name!r} field, {rec.where}",
                             hint="write elsewhere (--vector-field/--model-field NAME), or pass --overwrite",
                         )
-                text = get_text(rec, text_field, source)
+                text = get_text(rec, text_field)
                 if lookup is not None:
                     key = text_hash(text)
                     rec.extra["key"] = key
@@ -76,7 +75,7 @@ def embed_records(
                     tokens = encoder.tokenize(text)
                 if tokens.truncated and not truncate:
                     raise InputError(
-                        f"text is longer than {encoder.max_length} tokens, {at_line(source, rec.line)}",
+                        f"text is longer than {encoder.max_length} tokens, {rec.where}",
                         hint="drop --no-truncate to cut it to the model's max length",
                     )
             except InputError as e:

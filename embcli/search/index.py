@@ -689,7 +689,7 @@ class IndexWriter:
     def _payload(self, p: dict) -> str:
         if not self.store_text:
             p = {k: v for k, v in p.items() if k != self.text_field}
-        return orjson.dumps(p).decode()
+        return orjson.dumps(p, option=orjson.OPT_SERIALIZE_NUMPY).decode()  # Parquet lists come as arrays
 
     def _keys_for(self, id_texts: list[str]) -> dict[str, int]:
         found: dict[str, int] = {}

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from embcli.errors import IncompatibleError, InputError
-from embcli.io.streams import BadRecords, Record, at_line, at_row
+from embcli.errors import IncompatibleError, InputError, UsageError
+from embcli.io.streams import BadRecords, Record
 from embcli.runtime import provenance
 from embcli.search.index import IndexWriter
 
@@ -26,12 +26,12 @@ class IngestOptions:
     model_field: str = "embedding_model"  # '' : records carry no provenance
     model: str | None = None  # the model of vectors that do not record one
     ids: list[object] | None = None  # ids of bare vector rows (NPY), in order; default: row numbers
+    id_field: str = "id"  # the records' id field (a table keyed by `name` keeps its keys)
 
 
 def add_all(
     writer: IndexWriter,
     items: Iterable[tuple[Record, np.ndarray]],
-    source: str,
     options: IngestOptions,
     bad: BadRecords,
     on_batch: Callable[[int], None] = lambda n: None,
@@ -55,7 +55,7 @@ def add_all(
                 pending.clear()
 
     for rec, vec in items:
-        loc = at_row(source, rec.line) if rec.npy else at_line(source, rec.line)
+        loc = rec.where
         prov = rec.data.get(opts.model_field) if opts.model_field else None
         if prov is None and opts.model:
             if model_prov is None or model_prov["dims"] != len(vec):
@@ -74,7 +74,9 @@ def add_all(
             batch_ids.append(opts.ids[rec.line - 1] if opts.ids is not None else None)
             batch_payloads.append({})
         else:
-            rid = rec.data.get("id")
+            if opts.ids is not None:
+                raise UsageError(f"--ids is for NPY input; records carry their own id (--id-field), {loc}")
+            rid = rec.data.get(opts.id_field)
             if rid is not None and (isinstance(rid, bool) or not isinstance(rid, (str, int))):
                 bad.handle(InputError(f"id must be a string or an integer, {loc}"))
                 continue
@@ -87,5 +89,5 @@ def add_all(
             flush()
     flush()
     if opts.ids is not None and rows + bad.count != len(opts.ids):
-        raise InputError(f"--ids has {len(opts.ids)} ids for {rows + bad.count} rows, {source}")
+        raise InputError(f"--ids has {len(opts.ids)} ids for {rows + bad.count} input rows")
     return rows

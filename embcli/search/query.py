@@ -15,7 +15,7 @@ import numpy as np
 
 from embcli.errors import IncompatibleError, InputError
 from embcli.io.prefetch import chunked_prefetch
-from embcli.io.streams import BadRecords, Record, Source, at_line, get_text, iter_npy_rows, iter_records, parse_vector
+from embcli.io.streams import BadRecords, Record, Source, get_text, iter_npy_rows, iter_records, parse_vector
 from embcli.runtime import provenance
 from embcli.runtime.encoder import Encoder, Tokens, encoder_from_provenance
 from embcli.search.index import FULL_SCAN_THRESHOLD, IndexReader, open_shards, query_model, search_shards
@@ -182,15 +182,15 @@ def query_chunks(
                 f"query vectors have {block.shape[1]} dimensions, the index {searcher.dims}, {src.name}"
             )
         # Output rows are 0-based, as before; skipped (non-finite) rows keep their numbers.
-        yield [Record(int(n), {"row": int(n) - 1}) for n in numbers], block
+        yield [Record(int(n), {"row": int(n) - 1}, source=src.name, by_row=True) for n in numbers], block
 
 
 def _prepared(
     searcher: Searcher, src: Source, fields: QueryFields, bad: BadRecords, hint: str | None
 ) -> Iterator[Record]:
     """Query records with either a checked vector or the tokens of their text."""
-    for rec in iter_records(src, "jsonl", fields.text, bad, json_hint=hint):
-        loc = at_line(src.name, rec.line)
+    for rec in iter_records(src, None, fields.text, bad, json_hint=hint):
+        loc = rec.where
         try:
             if fields.output in rec.data:
                 raise InputError(
@@ -201,7 +201,7 @@ def _prepared(
                 made_by = rec.data.get(fields.model) if fields.model else None
                 rec.extra["vector"] = searcher.check_vector(vec, made_by, loc)
             else:
-                rec.extra["tokens"] = searcher.tokenize(get_text(rec, fields.text, src.name))
+                rec.extra["tokens"] = searcher.tokenize(get_text(rec, fields.text))
         except InputError as e:
             bad.handle(e)
             continue
