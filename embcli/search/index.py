@@ -29,6 +29,7 @@ import sqlite3
 import stat
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -748,11 +749,16 @@ class IndexWriter:
             with _writing(p), open(p, "rb+") as f:
                 os.fsync(f.fileno())
         o = self.options
+        now = datetime.now(timezone.utc).isoformat(timespec="seconds")
         manifest = {
             "format": FORMAT,
             "version": VERSION,
             "generation": self.generation,
             "embcli_version": __version__,
+            # When the index was first built (kept by appends and deletes; unknown for an index built before
+            # embcli recorded it) and when this generation was committed.
+            "created": self.old.get("created") if self.old else now,
+            "updated": now,
             "provenance": self.provenance,
             "dims": self.dims,
             "metric": o.metric,
