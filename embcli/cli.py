@@ -14,7 +14,20 @@ from typing import Annotated
 import typer
 import typer.completion
 
-from embcli.commands import _ui, anomalies, cache, classify, cluster, diff, embed, index, models, quantize, search
+from embcli.commands import (
+    _ui,
+    anomalies,
+    cache,
+    classify,
+    cluster,
+    completions,
+    diff,
+    embed,
+    index,
+    models,
+    quantize,
+    search,
+)
 from embcli.env import Env, current, using
 from embcli.errors import (
     DIFF_COMMAND,
@@ -75,6 +88,7 @@ app.command("classify")(classify.classify)
 app.command("detect-anomalies")(anomalies.detect_anomalies)
 app.add_typer(models.app, name="models")
 app.add_typer(cache.app, name="cache")
+app.command("completions")(completions.completions)
 
 
 def _error(message: str, hint: str | None = None) -> None:

@@ -22,7 +22,12 @@ AlgoOpt = o.option(
     Algo, "--algo", help="kmeans (spherical), hdbscan (density, -1 = noise), threshold (communities).", panel=ALGO
 )
 KOpt = o.option(
-    str, "--k", metavar="N|auto", help="kmeans: number of clusters, or auto (best silhouette in --k-range).", panel=ALGO
+    str,
+    "-k",
+    "--k",
+    metavar="N|auto",
+    help="kmeans: number of clusters, or auto (best silhouette in --k-range).",
+    panel=ALGO,
 )
 KRangeOpt = o.option(str, "--k-range", metavar="MIN:MAX", help="--k auto: the range tried.", panel=ALGO)
 NInitOpt = o.option(int, "--n-init", min=1, metavar="N", help="kmeans: restarts; the lowest cost wins.", panel=ALGO)

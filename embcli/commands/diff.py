@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import io
 import sys
 from enum import Enum
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
 from embcli.commands import _options as o
 from embcli.commands._ui import say, warn
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 TESTS = "Tests"
 
@@ -80,12 +84,12 @@ TopOpt = o.option(
     panel=o.IO,
 )
 ItemsOpt = o.option(
-    bool, "--items", help="Write those items as JSONL on stdout; the verdict goes to stderr.", panel=o.IO
+    bool, "--items", help="Write those items as JSONL on stdout (or -o); the verdict goes to stderr.", panel=o.IO
 )
 FmtOpt = o.option(
     Optional[ReportFormat],
     "--format",
-    help="Report as JSON, or a table. Default: table on a terminal, else JSON.",
+    help="Report as JSON, or a table. Default: a table on a terminal; JSON off one, and with -o.",
     panel=o.IO,
     show_default=False,
 )
@@ -94,6 +98,7 @@ FmtOpt = o.option(
 def diff(
     a: AOpt,
     b: BOpt,
+    output: o.Output = None,
     by: ByOpt = None,
     input_format: o.InputFormatOpt = None,
     alpha: AlphaOpt = 0.05,
@@ -126,7 +131,7 @@ def diff(
     """
     from embcli.analysis.diff import DiffOptions, compare, read_side
     from embcli.errors import DiffExit, UsageError
-    from embcli.io.streams import BadRecords, write_stdout
+    from embcli.io.streams import BadRecords
 
     if a == "-" and b == "-":
         raise UsageError("only one of A and B can be stdin")
@@ -144,32 +149,41 @@ def diff(
     if items:
         import orjson
 
-        write_stdout(b"".join(orjson.dumps(line) + b"\n" for line in result.items))
+        _write(output, b"".join(orjson.dumps(line) + b"\n" for line in result.items))
         say(f"verdict: {result.verdict}", quiet)
     else:
-        _emit(result.report, fmt, items)
-    if result.different:
+        _emit(result.report, fmt, output)
+    if result.different:  # after the report is written: -o keeps it whatever the verdict
         raise typer.Exit(DiffExit.DIFFERENT)
 
 
-def _emit(report: dict, fmt: ReportFormat | None, items: bool) -> None:
-    import orjson
+def _write(output: str | None, data: bytes) -> None:
+    """``data`` on stdout, or in the file ``output`` (atomically), whole and checked."""
+    from embcli.io.streams import output_stream
 
-    from embcli.io.streams import write_stdout
+    with output_stream(output) as out:
+        out.write(data)
 
-    if items:
-        return
-    if fmt is ReportFormat.table or (fmt is None and sys.stdout.isatty()):
-        _table(report)
+
+def _emit(report: dict, fmt: ReportFormat | None, output: str | None) -> None:
+    if fmt is ReportFormat.table or (fmt is None and not output and sys.stdout.isatty()):
+        from rich.console import Console
+
+        if not output:
+            _table(report, Console())
+            return
+        buf = io.StringIO()  # into a file: plain text, as wide as a terminal
+        _table(report, Console(file=buf, width=100, no_color=True, highlight=False))
+        _write(output, buf.getvalue().encode())
     else:
-        write_stdout(orjson.dumps(report) + b"\n")
+        import orjson
+
+        _write(output, orjson.dumps(report) + b"\n")
 
 
-def _table(report: dict) -> None:
-    from rich.console import Console
+def _table(report: dict, console: Console) -> None:
     from rich.table import Table
 
-    console = Console()
     console.print(f"[bold]{report['verdict'].upper()}[/bold] ({report['mode']} mode)")
     if report["mode"] == "corpus" and "tests" in report:
         t = Table("test", "statistic", "p-value", "rejects")

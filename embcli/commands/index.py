@@ -38,6 +38,14 @@ VerifyOpt = o.option(
     "SQLite's own check. Exit 0 if sound, 4 if corrupt. Also `embcli index verify PATH`.",
     panel=INDEX,
 )
+InfoOpt = o.option(
+    bool,
+    "--info",
+    help="Print what the index given as -o or INPUT holds: count, dimensions, dtype, metric, model and "
+    "its options, files and sizes, generation, times. Reads only the manifest. Also `embcli index info PATH`.",
+    panel=INDEX,
+)
+JsonOpt = o.option(bool, "--json", help="With --info: print the whole manifest as JSON instead.", panel=INDEX)
 ModelOpt = o.text_option(
     "-m",
     "--model",
@@ -79,11 +87,11 @@ ThreadsOpt = o.option(
 
 
 class IndexCommand(TyperCommand):
-    """`embcli index verify PATH` is `embcli index --verify PATH` (an input file named verify: ./verify)."""
+    """`embcli index verify|info PATH` is `embcli index --verify|--info PATH` (an input file named so: ./verify)."""
 
     def parse_args(self, ctx, args: list[str]) -> list[str]:
-        if args[:1] == ["verify"]:
-            args = ["--verify", *args[1:]]
+        if args[:1] in (["verify"], ["info"]):
+            args = [f"--{args[0]}", *args[1:]]
         return super().parse_args(ctx, args)
 
 
@@ -95,6 +103,8 @@ def index(
     force: ForceOpt = False,
     delete_ids: DeleteIdsOpt = None,
     verify: VerifyOpt = False,
+    info: InfoOpt = False,
+    json_: JsonOpt = False,
     ids: IdsOpt = None,
     model: ModelOpt = None,
     metric: MetricOpt = Metric.cos,
@@ -128,9 +138,14 @@ def index(
     from embcli.search.index import IndexOptions, IndexWriter, disk_bytes, verify_index
     from embcli.search.ingest import IngestOptions, add_all
 
-    if input and len(input) > 1 and (verify or delete_ids is not None):
-        raise UsageError("--verify and --delete-ids take one index")
+    if input and len(input) > 1 and (verify or info or delete_ids is not None):
+        raise UsageError("--verify, --info and --delete-ids take one index")
     target = input[0] if input else None
+    if json_ and not info:
+        raise UsageError("--json goes with --info (embcli index info PATH --json)")
+    if info:
+        _info(output, target, json_, verify or delete_ids is not None)
+        return
     if verify:
         path = output or target
         if not path or (output and input) or delete_ids is not None:
@@ -186,3 +201,21 @@ def index(
         f"{size / 1e6:,.1f} MB",
         quiet,
     )
+
+
+def _info(output: str | None, input: str | None, as_json: bool, other_mode: bool) -> None:
+    """`embcli index info PATH`: the manifest in words, or whole as JSON, on stdout (it is the data asked for)."""
+    import orjson
+
+    from embcli.errors import UsageError
+    from embcli.io.streams import write_stdout
+    from embcli.search.info import describe, index_info
+
+    path = output or input
+    if not path or (output and input) or other_mode:
+        raise UsageError("--info takes the index as -o PATH (or as the argument), and nothing else")
+    info = index_info(path)
+    if as_json:
+        write_stdout(orjson.dumps(info["manifest"], option=orjson.OPT_INDENT_2) + b"\n")
+    else:
+        write_stdout("".join(f"{line}\n" for line in describe(info)).encode())

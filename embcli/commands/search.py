@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import sys
 from typing import Annotated, Optional
 
 import typer
@@ -11,16 +13,38 @@ from embcli.commands import _options as o
 from embcli.commands._ui import progress, say, warn
 
 SEARCH = "Search"
-QUERIES_HINT = 'queries are JSON objects, one per line: {"text": "..."} or an embedding field'
+QUERIES_HINT = 'queries are JSON objects, one per line: {"text": "..."} or an embedding field; or pass --query TEXT'
 
 
 IndexesOpt = Annotated[
     list[str], typer.Argument(help="Index path(s); several are searched as shards and merged.", metavar="INDEX...")
 ]
 QueriesOpt = o.option(
-    Optional[str], "--queries", show_default=False, help="Read queries from FILE instead of stdin.", panel=o.IO
+    Optional[str],
+    "--queries",
+    metavar="FILE",
+    show_default=False,
+    help="Read queries from FILE instead of stdin.",
+    panel=o.IO,
 )
-KOpt = o.option(int, "-k", min=1, metavar="N", help="Hits per query.", panel=SEARCH)
+QueryOpt = o.option(
+    Optional[list[str]],
+    "--query",
+    metavar="TEXT",
+    show_default=False,
+    help="Search for TEXT (repeatable), embedded as the index's manifest says; stdin is not read.",
+    panel=o.IO,
+)
+LikeOpt = o.option(
+    Optional[list[str]],
+    "--like",
+    metavar="ID",
+    show_default=False,
+    help="Search with the stored vector of the item with this id (repeatable), leaving the item out of "
+    "its own hits; stdin is not read.",
+    panel=o.IO,
+)
+KOpt = o.option(int, "-k", "--limit", min=1, metavar="N", help="Hits per query.", panel=SEARCH)
 ExactOpt = o.option(bool, "--exact", help="Brute force instead of the HNSW graph.", panel=SEARCH)
 WhereOpt = o.text_option(
     "--where",
@@ -83,7 +107,10 @@ ModelOpt = o.text_option(
 
 def search(
     indexes: IndexesOpt,
+    query: QueryOpt = None,
+    like: LikeOpt = None,
     queries: QueriesOpt = None,
+    output: o.Output = None,
     k: KOpt = 10,
     exact: ExactOpt = False,
     where_: WhereOpt = None,
@@ -104,31 +131,54 @@ def search(
     batch_size: o.BatchSize = 32,
     quiet: o.Quiet = False,
 ) -> None:
-    """Search indexes with queries from stdin: JSONL with a text or a vector, or NPY.
+    """Search indexes with --query texts, --like ids, or queries from stdin (JSONL with a text or a vector, or NPY).
 
     Text queries are embedded exactly as the index's vectors were (model and
     options from its manifest). Streams: one output line per query as it
-    comes. Each query record's own fields are kept; hits carry id, score
-    (higher is better: cosine, inner product, or minus the Euclidean distance),
-    rank and the indexed payload.
+    comes. Each query record's own fields are kept ({"text": ...} for --query,
+    {"like": ID} for --like); hits carry id, score (higher is better: cosine,
+    inner product, or minus the Euclidean distance), rank and the indexed
+    payload.
     """
     from embcli.api.encoding import ensure_model
+    from embcli.errors import UsageError
     from embcli.io.streams import BadRecords, JsonlWriter, Source, output_stream
-    from embcli.search.query import QueryFields, QueryOptions, Searcher, SearchOptions, query_chunks
+    from embcli.search.query import (
+        QueryFields,
+        QueryOptions,
+        Searcher,
+        SearchOptions,
+        given_queries,
+        query_chunks,
+    )
 
+    given = bool(query or like)
+    if given and queries is not None:
+        raise UsageError("--queries reads queries from a file; --query and --like give them: use one or the other")
     searcher = Searcher(
         indexes,
         QueryOptions(query_prompt, prompt_name, device.value, threads, batch_size, model, ensure_model),
     )
     options = SearchOptions(k, exact, where_, expansion_search, full_scan_threshold, rescore)
     bad = BadRecords(skip=on_error is o.OnError.skip)
+    fields = QueryFields(text_field, vector_field, model_field, output_field)
+    if not given and queries in (None, "-") and not quiet and _is_tty(sys.stdin):
+        # Someone typed `embcli search x.idx` at a prompt: say what the silence is waiting for.
+        say(f'reading queries from stdin (JSONL {{"{text_field}": ...}} per line, Ctrl-D to end); or pass --query TEXT')
 
     n_queries = 0
-    with Source(queries) as src, output_stream(None) as out, progress("searching", "queries", quiet) as bar:
+    with (
+        contextlib.nullcontext() if given else Source(queries) as src,
+        output_stream(output) as out,
+        progress("searching", "queries", quiet) as bar,
+    ):
         writer = JsonlWriter(out)
-        fields = QueryFields(text_field, vector_field, model_field, output_field)
-        for chunk, vectors in query_chunks(searcher, src, fields, bad, hint=QUERIES_HINT):
-            hits = searcher.search(vectors, options)
+        if given:
+            batches = given_queries(searcher, query or [], like or [], fields)
+        else:
+            batches = ((c, v, None) for c, v in query_chunks(searcher, src, fields, bad, hint=QUERIES_HINT))
+        for chunk, vectors, exclude in batches:
+            hits = searcher.search(vectors, options, exclude)
             _emit(writer, chunk, hits, flat, output_field, (vector_field, model_field))
             n_queries += len(chunk)
             bar.advance(len(chunk))
@@ -141,6 +191,13 @@ def search(
         f"searched {n_queries:,} {noun}{shards} in {elapsed:.1f}s, {n_queries / max(elapsed, 1e-9):,.0f} queries/s",
         quiet,
     )
+
+
+def _is_tty(stream: object) -> bool:
+    try:
+        return bool(stream.isatty())  # type: ignore[attr-defined]
+    except (AttributeError, ValueError, OSError):  # no stdin at all, or a closed one
+        return False
 
 
 def _emit(writer, chunk, hits, flat: bool, output_field: str, dropped: tuple[str, ...]) -> None:

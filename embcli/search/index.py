@@ -29,6 +29,7 @@ import sqlite3
 import stat
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -49,6 +50,8 @@ MANIFEST = "manifest.json"
 MANIFEST_MAX = 1 << 20  # a manifest is a few KB; anything far bigger is not one
 # b1: one sign bit per dimension, searched by Hamming distance (pair it with --rescore).
 COMPACT = ("i8", "b1")  # dtypes that keep float vectors beside them for rescoring, by default
+# What a compact index gives back for a stored vector when it keeps no float copy (search --like).
+STORED_AS = {"f16": "its f16 vectors, rounded", "i8": "its i8 codes, dequantized", "b1": "its sign bits, as ±1"}
 # Filters matching at most this many records are searched exactly (brute force over them):
 # cheap at this size, and exact. Above it, the HNSW graph with oversampling.
 FULL_SCAN_THRESHOLD = EXACT_SEARCH_LIMIT
@@ -450,6 +453,22 @@ class IndexReader:
         d2 = (q * q).sum(1)[:, None] - 2 * q @ v.T + (v * v).sum(1)[None, :]
         return -np.sqrt(np.clip(d2, 0, None))
 
+    def key_of(self, id_value: object) -> int | None:
+        """The key of the record with this id (ids keep their JSON type), or None."""
+        row = self.db.execute("SELECT key FROM items WHERE id = ?", (_id_key(id_value),)).fetchone()
+        return None if row is None else int(row[0])
+
+    def stored_vector(self, key: int) -> np.ndarray:
+        """The vector stored under ``key``, as float32: see ``stored_vectors_are`` for how exact it is."""
+        return self._vectors(np.array([key], dtype=np.uint64))[0]
+
+    @property
+    def stored_vectors_are(self) -> str | None:
+        """None when ``stored_vector`` gives back the indexed vectors exactly, else what it gives instead."""
+        if self.floats is not None or self.dtype == "f32":
+            return None
+        return STORED_AS[self.dtype]
+
     def payloads(self, keys: Iterable[int]) -> dict[int, tuple[object, dict]]:
         """key -> (id, payload) for the given keys."""
         keys = list(set(keys))
@@ -730,11 +749,16 @@ class IndexWriter:
             with _writing(p), open(p, "rb+") as f:
                 os.fsync(f.fileno())
         o = self.options
+        now = datetime.now(timezone.utc).isoformat(timespec="seconds")
         manifest = {
             "format": FORMAT,
             "version": VERSION,
             "generation": self.generation,
             "embcli_version": __version__,
+            # When the index was first built (kept by appends and deletes; unknown for an index built before
+            # embcli recorded it) and when this generation was committed.
+            "created": self.old.get("created") if self.old else now,
+            "updated": now,
             "provenance": self.provenance,
             "dims": self.dims,
             "metric": o.metric,

@@ -8,12 +8,14 @@ with their ids and payloads.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+import orjson
 
-from embcli.errors import IncompatibleError, InputError
+from embcli.env import current
+from embcli.errors import IncompatibleError, InputError, UsageError
 from embcli.io.prefetch import chunked_prefetch
 from embcli.io.streams import BadRecords, Record, Source, get_text, iter_npy_rows, iter_records, parse_vector
 from embcli.runtime import provenance
@@ -80,6 +82,34 @@ class Hit:
         return out
 
 
+Place = tuple[int, int]  # (shard, key): where a record is among the searched indexes
+
+
+@dataclass
+class StoredItem:
+    """An indexed item found by id: its vector, and every place it is held (for --like)."""
+
+    id: object
+    vector: np.ndarray
+    places: list[Place]
+    approximate: str | None = None  # None: the vector as indexed; else what stands in for it
+
+
+def id_candidates(text: str) -> list[object]:
+    """The ids a command-line word names, as an ids file reads them (``read_ids``), most likely first.
+
+    ``42`` is the integer id 42, then the string "42"; ``"42"`` (quoted JSON) only the string; any
+    other word is that string.
+    """
+    try:
+        value = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        value = None
+    if isinstance(value, (str, int)) and not isinstance(value, bool):
+        return [value] if value == text else [value, text]
+    return [text]
+
+
 class Searcher:
     """Open shards searched together, and the encoder for text queries (loaded on first need)."""
 
@@ -132,22 +162,51 @@ class Searcher:
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         return self.encoder().encode(texts)
 
-    def search(self, vectors: np.ndarray, options: SearchOptions) -> list[list[Hit]]:
-        """Top-k hits per query vector over every shard, merged by score, with payloads."""
+    def stored(self, ref: object, *, word: bool = False) -> StoredItem:
+        """The indexed item ``ref`` names, with its vector, for a more-like-this query.
+
+        ``ref`` is an id, or with ``word`` a command-line word naming one (see ``id_candidates``).
+        Every shard holding the id is noted, so that all its copies can be left out of its hits.
+        An id no shard holds is bad input (exit 3).
+        """
+        for candidate in id_candidates(str(ref)) if word else [ref]:
+            places = [(s, key) for s, r in enumerate(self.readers) if (key := r.key_of(candidate)) is not None]
+            if places:
+                shard, key = places[0]
+                reader = self.readers[shard]
+                return StoredItem(candidate, reader.stored_vector(key), places, reader.stored_vectors_are)
+        where = self.paths[0] if len(self.paths) == 1 else f"in none of the {len(self.paths)} indexes"
+        raise InputError(f"--like: no item has the id {ref!r}, {where}")
+
+    def search(
+        self, vectors: np.ndarray, options: SearchOptions, exclude: Sequence[Collection[Place]] | None = None
+    ) -> list[list[Hit]]:
+        """Top-k hits per query vector over every shard, merged by score, with payloads.
+
+        ``exclude``: per query, the (shard, key) places left out of its hits (a more-like-this
+        query's own item); the query still gets k hits.
+        """
         vectors = np.asarray(vectors, dtype=np.float32)
         if vectors.ndim != 2 or vectors.shape[1] != self.dims:
             width = vectors.shape[-1] if vectors.ndim else 0
             raise IncompatibleError(f"query vectors have {width} dimensions, the index {self.dims}")
+        # Ask for as many more as the most places left out, then drop them: k hits remain.
+        extra = max((len(places) for places in exclude or ()), default=0)
         raw = search_shards(
             self.readers,
             vectors,
-            options.k,
+            options.k + extra,
             exact=options.exact,
             where=options.where,
             expansion_search=options.expansion_search,
             full_scan_threshold=options.full_scan_threshold,
             rescore=options.rescore,
         )
+        if exclude is not None:
+            raw = [
+                [hit for hit in per_query if (hit[0], hit[1]) not in places][: options.k]
+                for per_query, places in zip(raw, exclude, strict=True)
+            ]
         payloads = [
             reader.payloads([key for per_query in raw for shard, key, _ in per_query if shard == s])
             for s, reader in enumerate(self.readers)
@@ -217,3 +276,31 @@ def _vectors(searcher: Searcher, chunk: list[Record]) -> np.ndarray:
         if "vector" in r.extra:
             out[i] = r.extra.pop("vector")
     return out
+
+
+def given_queries(
+    searcher: Searcher, texts: Sequence[str], likes: Sequence[str], fields: QueryFields
+) -> Iterator[tuple[list[Record], np.ndarray, list[list[Place]] | None]]:
+    """Queries from the command line, in chunks with their vectors and the places each leaves out.
+
+    Texts (``--query``) first, as ``{text field: text}`` records embedded exactly as text queries
+    from stdin are; then stored items (``--like`` ids, as ``{"like": id}``), each searched with its
+    stored vector and left out of its own hits. Every id is looked up before the first search, so
+    an unknown one fails before any output.
+    """
+    items = [searcher.stored(word, word=True) for word in likes]
+    if approx := next((item.approximate for item in items if item.approximate), None):
+        current().notice(f"--like: this index keeps no float vectors; searching with {approx}")
+    for start in range(0, len(texts), CHUNK):
+        chunk = []
+        for n, text in enumerate(texts[start : start + CHUNK], start=start + 1):
+            if not text or text.isspace():  # argv never holds a NUL byte: empty is all that can be wrong
+                raise UsageError(f"--query number {n} is empty")
+            rec = Record(n, {fields.text: text})
+            rec.extra["tokens"] = searcher.tokenize(text)
+            chunk.append(rec)
+        yield chunk, _vectors(searcher, chunk), None
+    for start in range(0, len(items), CHUNK):
+        part = items[start : start + CHUNK]
+        chunk = [Record(n, {"like": item.id}) for n, item in enumerate(part, start=start + 1)]
+        yield chunk, np.stack([item.vector for item in part]), [item.places for item in part]
