@@ -2,9 +2,21 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterable, Iterator
+
 import numpy as np
 
+from embcli.env import current
 from embcli.errors import InputError
+
+
+def reading(pairs: Iterable[tuple], name: str, start: int = 0) -> Iterator[tuple]:
+    """``pairs`` as they are read, reported as the phase "reading NAME… 12,345 vectors" (on a terminal).
+
+    ``start``: how many were read before (a first chunk already taken).
+    """
+    return current().counted(pairs, f"reading {os.path.basename(name) or name}", "vectors", start=start)
 
 
 def read_all(path: str | None, vector_field: str, bad) -> tuple[list[dict], np.ndarray, str]:
@@ -15,7 +27,7 @@ def read_all(path: str | None, vector_field: str, bad) -> tuple[list[dict], np.n
     from embcli.io.streams import Source, iter_embedded
 
     with Source(path) as src:
-        pairs = list(iter_embedded(src, vector_field, bad))
+        pairs = list(reading(iter_embedded(src, vector_field, bad), src.name))
         name = src.name
     records = [rec.fields() for rec, _ in pairs]
     if not pairs:
