@@ -7,7 +7,7 @@ from typing import Optional
 
 from embcli.commands import _options as o
 from embcli.commands._analysis import EvalField, EvalOut, report_eval
-from embcli.commands._ui import say, warn
+from embcli.commands._ui import phases, progress, say, warn
 
 ZERO = "Zero-shot"
 SUPERVISED = "Supervised"
@@ -144,7 +144,7 @@ def classify(
     import numpy as np
 
     from embcli.analysis import classify as core
-    from embcli.analysis.records import gold_labels
+    from embcli.analysis.records import gold_labels, reading
     from embcli.api.encoding import ensure_model
     from embcli.io.streams import BadRecords, JsonlWriter, Source, iter_embedded, output_stream
 
@@ -152,7 +152,8 @@ def classify(
     options = core.LabelOptions(threshold, all_scores, output_field, score_field, scores_field, overwrite)
     bad = BadRecords(skip=on_error is o.OnError.skip)
 
-    with Source(input) as src, output_stream(output) as out:
+    # On a terminal: the phases ("fitting a logreg head…", "embedding 4 labels…"), then a count of records.
+    with Source(input) as src, output_stream(output) as out, phases(quiet):
         stream = iter_embedded(src, vector_field, bad)
         first = list(itertools.islice(stream, CHUNK))
         provenance = next((r.data.get(model_field) for r, _ in first if model_field), None)
@@ -160,7 +161,7 @@ def classify(
             clf = core.Head.load(head_file)
         elif train:
             with Source(train) as tsrc:
-                pairs = list(iter_embedded(tsrc, vector_field, BadRecords()))
+                pairs = list(reading(iter_embedded(tsrc, vector_field, BadRecords()), tsrc.name))
             fit = {"label_field": label_field, "kind": head.value, "k": k, "seed": seed, "model_field": model_field}
             clf = core.fit_records(pairs, train, **fit)
         else:
@@ -169,7 +170,7 @@ def classify(
             clf = core.zero_shot_head(specs, template, model=model, provenance=provenance)
         rest = itertools.chain([first], _chunks(stream)) if not refine else None
         if refine:
-            everything = first + list(stream)
+            everything = first + list(reading(stream, src.name, start=len(first)))
             if everything:
                 clf = core.refine(clf, np.vstack([v for _, v in everything]), refine_top)
             rest = iter([everything])
@@ -177,13 +178,16 @@ def classify(
             clf.save(save_head)
         writer = JsonlWriter(out)
         gold, predicted, n = [], [], 0
-        for records, pred in core.label_chunks(clf, rest, provenance, options):
-            predicted += pred.labels
-            if eval_field:
-                gold += gold_labels(records, eval_field)
-            writer.write_many(records)
-            writer.flush()
-            n += len(records)
+        total = len(everything) if refine else None  # streaming: the count is known only at the end
+        with progress("classifying", "records", quiet, total=total) as bar:
+            for records, pred in core.label_chunks(clf, rest, provenance, options):
+                predicted += pred.labels
+                if eval_field:
+                    gold += gold_labels(records, eval_field)
+                writer.write_many(records)
+                writer.flush()
+                n += len(records)
+                bar.advance(len(records))
     if bad.summary():
         warn(bad.summary(), quiet)
     say(f"classified {n:,} records with a {clf.kind} head over {len(clf.labels)} labels", quiet)
