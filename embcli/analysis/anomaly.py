@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from embcli.env import current
 from embcli.errors import IncompatibleError, InputError, UsageError
 from embcli.search import neighbors
 from embcli.search.neighbors import unit
@@ -40,6 +41,7 @@ class Detector:
     def fit(self, reference: np.ndarray) -> Detector:
         if len(reference) < 3:
             raise InputError(f"anomaly detection needs at least 3 reference vectors, got {len(reference)}")
+        current().phase(f"fitting {self._name()} on {len(reference):,} vectors…")
         self.reference = unit(reference)
         self._model = None
         if self.method == "lof":
@@ -64,6 +66,7 @@ class Detector:
         """Anomaly scores of x against the reference; x=None scores the reference itself (outlier mode)."""
         same = x is None
         x = self.reference if same else unit(x)
+        current().phase(f"scoring {len(x):,} vectors with {self._name()}…")
         if self.method == "knn":
             _, sims = neighbors.search(self.reference, x, self.k, exclude_self=same)
             dist = 1 - sims
@@ -81,6 +84,12 @@ class Detector:
             return self._ecod(x)
         d = x - self._mean
         return np.einsum("ij,jk,ik->i", d, self._precision, d)
+
+    def _name(self) -> str:
+        """How phase reports name this detector: "knn (k=10, mean)", "iforest"."""
+        if self.method == "knn":
+            return f"knn (k={self.k}, {self.aggregate})"
+        return f"lof (k={self.k})" if self.method == "lof" else self.method
 
     def _ecod(self, x: np.ndarray) -> np.ndarray:
         """ECOD (Li et al., 2022): tail probabilities from each dimension's empirical CDF, summed as -log."""

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from embcli.env import current
 from embcli.errors import IncompatibleError, InputError, UsageError
 from embcli.search import neighbors
 from embcli.search.neighbors import unit
@@ -120,6 +121,7 @@ def fit(kind: str, x: np.ndarray, y: list, *, k: int = 10, seed: int = 0, proven
     labels = sorted({str(v) for v in y})
     if len(labels) < 2:
         raise InputError(f"training data needs at least 2 labels, found {len(labels)}")
+    current().phase(f"fitting a {kind} head on {len(y):,} vectors, {len(labels)} labels…")
     target = np.array([labels.index(str(v)) for v in y])
     x = unit(x)
     if kind == "centroid":
@@ -157,12 +159,14 @@ def zero_shot(specs: list[LabelSpec], template: str, encode, provenance: dict | 
     """Each label's vector: the normalized mean of its texts' vectors."""
     if len({s.name for s in specs}) != len(specs) or len(specs) < 2:
         raise UsageError("give at least 2 distinct labels")
+    current().phase(f"embedding {len(specs)} labels…")
     vectors = unit(np.vstack([unit(encode(label_texts(s, template))).mean(axis=0) for s in specs]))
     return Head("zero-shot", [s.name for s in specs], provenance, vectors=vectors, extra={"template": template})
 
 
 def refine(head: Head, x: np.ndarray, top: int) -> Head:
     """Lbl2TransformerVec: each label vector becomes the centroid of the documents nearest to it."""
+    current().phase(f"refining {len(head.labels)} label vectors on {len(x):,} vectors…")
     x = unit(x)
     sims = x @ head.vectors.T
     best = sims.argmax(axis=1)
@@ -245,6 +249,7 @@ def zero_shot_head(
 
     if "{label}" not in template:
         raise UsageError("--template must contain {label}")
+    current().phase("loading the model for the labels…")
     if provenance is not None:
         encoder = encoder_from_provenance(provenance)
     else:

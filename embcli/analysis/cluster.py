@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from embcli.env import current
 from embcli.errors import InputError, UsageError
 from embcli.search import neighbors
 from embcli.search.neighbors import unit
@@ -124,13 +125,22 @@ def _kmeans_once(x: np.ndarray, k: int, rng: np.random.Generator, max_iter: int)
     return labels, cost
 
 
-def kmeans(x: np.ndarray, k: int, *, n_init: int = 4, seed: int = 0, max_iter: int = 100) -> Clustering:
+def kmeans(
+    x: np.ndarray, k: int, *, n_init: int = 4, seed: int = 0, max_iter: int = 100, phase: str = ""
+) -> Clustering:
+    """Spherical k-means, the best of ``n_init`` restarts; ``phase``: what the restarts report as (k auto's step)."""
     if not 1 <= k <= len(x):
         raise UsageError(f"--k {k} must be between 1 and the number of vectors ({len(x)})")
+    env = current()
+    phase = phase or f"fitting k-means k={k} (seed {seed})"
+
+    def once(xs: np.ndarray, rng: np.random.Generator, i: int) -> tuple[np.ndarray, float]:
+        env.phase(f"{phase}, restart {i}/{n_init}…" if n_init > 1 else f"{phase}…")
+        return _kmeans_once(xs, k, rng, max_iter)
 
     def run(xs: np.ndarray) -> tuple[np.ndarray, str]:
         rng = np.random.default_rng(seed)
-        best = min((_kmeans_once(xs, k, rng, max_iter) for _ in range(n_init)), key=lambda r: r[1])
+        best = min((once(xs, rng, i) for i in range(1, n_init + 1)), key=lambda r: r[1])
         return best[0], ""
 
     return _in_canonical_order(x, run)
@@ -140,6 +150,7 @@ def kmeans_auto(
     x: np.ndarray, k_min: int, k_max: int, *, n_init: int = 4, seed: int = 0, sample: int = 2000
 ) -> Clustering:
     """k in [k_min, k_max] with the best cosine silhouette on a sample."""
+    current().phase(f"choosing k in {k_min}:{k_max}…")  # importing scikit-learn alone takes a second or two
     from sklearn.metrics import silhouette_score
 
     k_max = min(k_max, len(x) - 1)
@@ -148,10 +159,14 @@ def kmeans_auto(
     picked = np.random.default_rng(seed).choice(len(x), size=min(sample, len(x)), replace=False)
     scores: dict[int, float] = {}
     tried: dict[int, Clustering] = {}
-    for k in range(max(2, k_min), k_max + 1):
-        tried[k] = kmeans(x, k, n_init=n_init, seed=seed)
+    ks = range(max(2, k_min), k_max + 1)
+    env = current()
+    for i, k in enumerate(ks, start=1):
+        step = f"choosing k: trying k={k} ({i}/{len(ks)})"
+        tried[k] = kmeans(x, k, n_init=n_init, seed=seed, phase=step)
         labels = tried[k].labels[picked]
         if len(set(labels.tolist())) > 1:
+            env.phase(f"{step}, silhouette…")
             scores[k] = float(silhouette_score(unit(x[picked]), labels, metric="cosine"))
     if not scores:
         raise InputError("no k in the range splits these vectors into two or more clusters")
@@ -166,6 +181,7 @@ def kmeans_auto(
 
 
 def hdbscan(x: np.ndarray, *, min_cluster_size: int = 5) -> Clustering:
+    current().phase(f"HDBSCAN on {len(x):,} vectors (min cluster size {min_cluster_size})…")
     from sklearn.cluster import HDBSCAN
 
     if len(x) < 2:
@@ -187,7 +203,10 @@ def communities(x: np.ndarray, *, threshold: float = 0.75, min_size: int = 10, m
     """
 
     def run(xs: np.ndarray) -> tuple[np.ndarray, str]:
+        env = current()
+        env.phase(f"building kNN graph ({len(xs):,} vectors, {min(max_neighbours, len(xs))} neighbours each)…")
         idx, sims = neighbors.search(xs, xs, max_neighbours)
+        env.phase(f"finding communities (cosine ≥ {threshold})…")
         candidates = []
         for i in range(len(xs)):
             members = idx[i][sims[i] >= threshold]

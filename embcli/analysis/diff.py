@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from embcli.env import current
 from embcli.errors import InputError
 from embcli.search import neighbors
 from embcli.search.neighbors import unit
@@ -37,6 +38,8 @@ def subsample(n: int, limit: int, rng: np.random.Generator) -> np.ndarray:
 
 def mmd_test(a: np.ndarray, b: np.ndarray, kernel: str, permutations: int, rng: np.random.Generator) -> dict:
     """Biased MMD² and its permutation p-value; all permutations in one matrix product."""
+    env = current()
+    env.phase(f"testing: MMD kernel on {len(a):,} + {len(b):,} vectors…")
     x = np.vstack([a, b]).astype(np.float32)
     n, na = len(x), len(a)
     if kernel == "cos":
@@ -52,6 +55,9 @@ def mmd_test(a: np.ndarray, b: np.ndarray, kernel: str, permutations: int, rng: 
     labels[:na, 0] = 1
     for p in range(1, permutations + 1):
         labels[rng.permutation(n)[:na], p] = 1
+        if p % 50 == 0 and env.phases_wanted:
+            env.phase(f"testing: MMD (permutations {p:,}/{permutations:,})…")
+    env.phase(f"testing: MMD ({permutations:,} permutations)…")  # the one matrix product that tests them all
     w = labels / na - (1 - labels) / (n - na)  # mean over A minus mean over B
     stats = (w * (k @ w)).sum(axis=0)
     observed = float(stats[0])
@@ -64,6 +70,7 @@ def mmd_test(a: np.ndarray, b: np.ndarray, kernel: str, permutations: int, rng: 
 
 def classifier_test(a: np.ndarray, b: np.ndarray, seed: int, folds: int = 5) -> dict:
     """Cross-validated AUC of logistic regression telling A from B, with a Mann-Whitney p-value."""
+    current().phase("testing: classifier…")  # importing scikit-learn takes a second or two
     from scipy.stats import mannwhitneyu
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import StratifiedKFold
@@ -72,7 +79,9 @@ def classifier_test(a: np.ndarray, b: np.ndarray, seed: int, folds: int = 5) -> 
     y = np.r_[np.zeros(len(a)), np.ones(len(b))]
     scores = np.empty(len(x))
     folds = min(folds, len(a), len(b))
-    for train, test in StratifiedKFold(folds, shuffle=True, random_state=seed).split(x, y):
+    splits = StratifiedKFold(folds, shuffle=True, random_state=seed).split(x, y)
+    for fold, (train, test) in enumerate(splits, start=1):
+        current().phase(f"testing: classifier (fold {fold}/{folds})…")
         model = LogisticRegression(C=1.0, max_iter=1000).fit(x[train], y[train])
         scores[test] = model.decision_function(x[test])
     # Held-out scores of B above those of A; under the null, U is the Mann-Whitney U of noise.
@@ -91,6 +100,7 @@ def depth_in(x: np.ndarray, ref: np.ndarray, exclude_self: bool = False) -> np.n
 def depth_test(a: np.ndarray, b: np.ndarray) -> dict:
     from scipy.stats import ranksums
 
+    current().phase("testing: depth…")
     da, db = depth_in(a, a, exclude_self=True), depth_in(b, a)
     _, p = ranksums(da, db)
     # Q: how often an A item is no deeper in A than a B item (0.5 when alike, lower when B sits apart).
@@ -102,6 +112,7 @@ def dimension_shift(a: np.ndarray, b: np.ndarray, alpha: float) -> float:
     """Share of dimensions whose values differ between A and B (Kolmogorov-Smirnov, Benjamini-Hochberg)."""
     from scipy.stats import false_discovery_control, ks_2samp
 
+    current().phase(f"testing: shifted dimensions ({a.shape[1]:,})…")
     p = np.array([ks_2samp(a[:, d], b[:, d]).pvalue for d in range(a.shape[1])])
     return float((false_discovery_control(p) < alpha).mean())
 
@@ -181,8 +192,12 @@ def compare_aligned(a: np.ndarray, b: np.ndarray, ids: list, *, k: int = 10, top
     """Per-id neighbourhood overlap between two embeddings of the same items."""
     if len(a) < 2:
         raise InputError(f"aligned mode needs at least 2 shared ids, found {len(a)}")
+    env = current()
+    env.phase(f"finding {k} neighbours of {len(a):,} items in A's space…")
     na = neighbors.search(unit(a), unit(a), k, exclude_self=True)[0]
+    env.phase(f"finding {k} neighbours of {len(b):,} items in B's space…")
     nb = neighbors.search(unit(b), unit(b), k, exclude_self=True)[0]
+    env.phase("comparing neighbourhoods…")
     overlap = np.array(
         [len(set(r1) & set(r2)) / len(set(r1) | set(r2)) for r1, r2 in zip(na, nb, strict=True)], dtype=np.float64
     )
@@ -240,9 +255,11 @@ def read_side(
 
     ``path`` may be a glob or a directory: its files are one side, read in order.
     """
+    from embcli.analysis.records import reading
     from embcli.io.inputs import Inputs, ReadOptions
 
-    pairs = list(Inputs(None if path is None else [path], ReadOptions(input_format)).embedded(vector_field, bad))
+    inputs = Inputs(None if path is None else [path], ReadOptions(input_format))
+    pairs = list(reading(inputs.embedded(vector_field, bad), inputs.name))
     recs = [rec.fields() for rec, _ in pairs]
     width = {len(v) for _, v in pairs}
     if len(width) > 1:
@@ -272,6 +289,7 @@ def compare(
     def brief(rec: dict, extra: dict) -> dict:
         return {**{f: rec[f] for f in ("id", "row", o.text_field) if f in rec}, **extra}
 
+    current().phase("finding the items least like the other side…")
     new = [brief(rb[i], {"side": "B", "kind": "new", "depth_in_a": d}) for i, d in outliers(xb, xa, o.top)]
     gone = [brief(ra[i], {"side": "A", "kind": "gone", "depth_in_b": d}) for i, d in outliers(xa, xb, o.top)]
     if o.top and list_items:

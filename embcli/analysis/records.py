@@ -2,9 +2,21 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterable, Iterator
+
 import numpy as np
 
+from embcli.env import current
 from embcli.errors import InputError
+
+
+def reading(pairs: Iterable[tuple], name: str, start: int = 0) -> Iterator[tuple]:
+    """``pairs`` as they are read, reported as the phase "reading NAME… 12,345 vectors" (on a terminal).
+
+    ``start``: how many were read before (a first chunk already taken).
+    """
+    return current().counted(pairs, f"reading {os.path.basename(name) or name}", "vectors", start=start)
 
 
 def read_all(
@@ -17,7 +29,7 @@ def read_all(
     from embcli.io.inputs import Inputs, ReadOptions
 
     inputs = Inputs([paths] if isinstance(paths, str) else paths, ReadOptions(input_format))
-    pairs = list(inputs.embedded(vector_field, bad))
+    pairs = list(reading(inputs.embedded(vector_field, bad), inputs.name))
     name = inputs.name
     records = [rec.fields() for rec, _ in pairs]
     if not pairs:

@@ -7,7 +7,7 @@ from typing import Optional
 
 from embcli.commands import _options as o
 from embcli.commands._analysis import EvalField, EvalOut, records_output, report_eval
-from embcli.commands._ui import say, warn
+from embcli.commands._ui import phases, progress, say, warn
 
 DETECT = "Detector"
 CHUNK = 4096
@@ -134,21 +134,26 @@ def detect_anomalies(
                 all_scores.extend(float(s) for s in scores)
 
         if reference or detector_file:  # novelty: fit once, then stream the input
-            if detector_file:
-                det = core.Detector.load(detector_file)
-            else:
-                ref_records, ref_x, _ = read_all(reference, vector_field, BadRecords())
-                det = core.fit_reference(ref_x, options, provenance_of(ref_records, model_field))
-            level = core.flag_level(det, det.score(), options)
+            with phases(quiet):  # on a terminal: "reading ref.jsonl…", "fitting knn…", "scoring…"
+                if detector_file:
+                    det = core.Detector.load(detector_file)
+                else:
+                    ref_records, ref_x, _ = read_all(reference, vector_field, BadRecords())
+                    det = core.fit_reference(ref_x, options, provenance_of(ref_records, model_field))
+                level = core.flag_level(det, det.score(), options)
             if save_detector:  # before the records: a reader that stops early (`| head`) keeps it
                 det.save(save_detector)
-            for batch in _batches(inputs.embedded(vector_field, bad)):
-                _score_batch(det, batch, emit, level, model_field)
+            with progress("scoring", "records", quiet, fraction=inputs.fraction) as bar:
+                for batch in _batches(inputs.embedded(vector_field, bad)):
+                    _score_batch(det, batch, emit, level, model_field)
+                    bar.advance(len(batch))
         else:  # outlier mode: the input is its own reference
-            records, x, _ = read_all(inputs.paths, vector_field, bad, o.value(input_format))
-            det = None
+            with phases(quiet):  # on a terminal: "reading…", "scoring…"; gone before the records go out
+                records, x, _ = read_all(inputs.paths, vector_field, bad, o.value(input_format))
+                det = None
+                if records:
+                    det, scores, level = core.score_outliers(x, options, provenance_of(records, model_field))
             if records:
-                det, scores, level = core.score_outliers(x, options, provenance_of(records, model_field))
                 if save_detector:  # before the records, as above; not when they would be refused
                     check_free(records, [score_field, flag_field], overwrite, rename="--score-field/--flag-field")
                     det.save(save_detector)

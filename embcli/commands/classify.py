@@ -7,7 +7,7 @@ from typing import Optional
 
 from embcli.commands import _options as o
 from embcli.commands._analysis import EvalField, EvalOut, records_output, report_eval
-from embcli.commands._ui import say, warn
+from embcli.commands._ui import phases, progress, say, warn
 
 ZERO = "Zero-shot"
 SUPERVISED = "Supervised"
@@ -147,7 +147,7 @@ def classify(
     import numpy as np
 
     from embcli.analysis import classify as core
-    from embcli.analysis.records import gold_labels
+    from embcli.analysis.records import gold_labels, reading
     from embcli.api.encoding import ensure_model
     from embcli.io.inputs import Inputs, ReadOptions
     from embcli.io.streams import BadRecords, Source, iter_embedded
@@ -157,7 +157,8 @@ def classify(
     bad = BadRecords(skip=on_error is o.OnError.skip)
 
     inputs = Inputs(input, ReadOptions(o.value(input_format)))
-    with records_output(output, fmt, compress, vector_field, model_field) as writer:
+    # On a terminal: the phases ("fitting a logreg head…", "embedding 4 labels…"), then a count of records.
+    with records_output(output, fmt, compress, vector_field, model_field) as writer, phases(quiet):
         stream = inputs.embedded(vector_field, bad)
         first = list(itertools.islice(stream, CHUNK))
         provenance = next((r.data.get(model_field) for r, _ in first if model_field), None)
@@ -165,7 +166,7 @@ def classify(
             clf = core.Head.load(head_file)
         elif train:
             with Source(train) as tsrc:
-                pairs = list(iter_embedded(tsrc, vector_field, BadRecords()))
+                pairs = list(reading(iter_embedded(tsrc, vector_field, BadRecords()), tsrc.name))
             fit = {"label_field": label_field, "kind": head.value, "k": k, "seed": seed, "model_field": model_field}
             clf = core.fit_records(pairs, train, **fit)
         else:
@@ -174,20 +175,23 @@ def classify(
             clf = core.zero_shot_head(specs, template, model=model, provenance=provenance)
         rest = itertools.chain([first], _chunks(stream)) if not refine else None
         if refine:
-            everything = first + list(stream)
+            everything = first + list(reading(stream, inputs.name, start=len(first)))
             if everything:
                 clf = core.refine(clf, np.vstack([v for _, v in everything]), refine_top)
             rest = iter([everything])
         if save_head:
             clf.save(save_head)
         gold, predicted, n = [], [], 0
-        for records, pred in core.label_chunks(clf, rest, provenance, options):
-            predicted += pred.labels
-            if eval_field:
-                gold += gold_labels(records, eval_field)
-            writer.write_many(records)
-            writer.flush()
-            n += len(records)
+        total = len(everything) if refine else None  # streaming: the count is known only at the end
+        with progress("classifying", "records", quiet, total=total) as bar:
+            for records, pred in core.label_chunks(clf, rest, provenance, options):
+                predicted += pred.labels
+                if eval_field:
+                    gold += gold_labels(records, eval_field)
+                writer.write_many(records)
+                writer.flush()
+                n += len(records)
+                bar.advance(len(records))
     if bad.summary():
         warn(bad.summary(), quiet)
     say(f"classified {n:,} records with a {clf.kind} head over {len(clf.labels)} labels", quiet)

@@ -7,7 +7,7 @@ from typing import Optional
 
 from embcli.commands import _options as o
 from embcli.commands._analysis import EvalField, EvalOut, report_eval, write_records
-from embcli.commands._ui import say, warn
+from embcli.commands._ui import phases, say, warn
 
 ALGO = "Clustering"
 
@@ -91,7 +91,8 @@ def cluster(
     from embcli.io.streams import BadRecords
 
     bad = BadRecords(skip=on_error is o.OnError.skip)
-    records, x, _ = read_all(input, vector_field, bad, o.value(input_format))
+    with phases(quiet):  # on a terminal: "reading vec.jsonl… 12,345 vectors", replaced by the next phase
+        records, x, _ = read_all(input, vector_field, bad, o.value(input_format))
     check_free(records, [output_field, f"{output_field}_similarity"], overwrite)
     if not records:
         write_records([], output, fmt, compress, vector_field)
@@ -99,7 +100,8 @@ def cluster(
     options = core.ClusterOptions(
         algo.value, _parse_k(k), _parse_range(k_range), n_init, seed, min_cluster_size, threshold, min_size
     )
-    result = core.cluster(x, options)
+    with phases(quiet):  # "fitting k-means k=20 (seed 0)…", "choosing k: …"; gone before the records go out
+        result = core.cluster(x, options)
     core.annotate(records, result, output_field)
     write_records(records, output, fmt, compress, vector_field)
     if summary:

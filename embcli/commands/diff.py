@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Optional
 import typer
 
 from embcli.commands import _options as o
-from embcli.commands._ui import say, warn
+from embcli.commands._ui import phases, say, warn
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -136,8 +136,9 @@ def diff(
     if a == "-" and b == "-":
         raise UsageError("only one of A and B can be stdin")
     bad = BadRecords(skip=on_error is o.OnError.skip)
-    xa, ra = read_side(a, vector_field, bad, o.value(input_format))
-    xb, rb = read_side(b, vector_field, bad, o.value(input_format))
+    with phases(quiet):  # on a terminal: "reading a.jsonl… 12,345 vectors", replaced by the next phase
+        xa, ra = read_side(a, vector_field, bad, o.value(input_format))
+        xb, rb = read_side(b, vector_field, bad, o.value(input_format))
     if summary := bad.summary():
         warn(summary, quiet)
     options = DiffOptions(by, alpha, kernel.value, permutations, max_samples, seed, k, min_overlap, top, text_field)
@@ -145,7 +146,8 @@ def diff(
         say("both inputs are empty: no difference", quiet)
     elif not by and max(len(xa), len(xb)) > max_samples and xa.shape[1] == xb.shape[1]:
         say(f"testing on a sample of at most {max_samples:,} vectors per side (--max-samples)", quiet)
-    result = compare(xa, ra, xb, rb, options, list_items=not items)
+    with phases(quiet):  # "testing: MMD…", "testing: classifier (fold 2/5)…"; gone before the report goes out
+        result = compare(xa, ra, xb, rb, options, list_items=not items)
     if items:
         import orjson
 

@@ -179,7 +179,7 @@ def index(
     ingest = IngestOptions(vector_field, model_field, model, read_ids(ids) if ids else None, id_field)
     inputs = Inputs(input, ReadOptions(o.value(input_format)))
     try:
-        with progress("indexing", "vectors", quiet) as bar:
+        with progress("indexing", "vectors", quiet, fraction=inputs.fraction) as bar:
             rows = add_all(writer, inputs.embedded(vector_field, bad), ingest, bad, bar.advance)
             elapsed = bar.elapsed()
         if rows == 0:  # empty input: nothing to change, and an index needs at least its width
