@@ -47,7 +47,7 @@ InputArg = Annotated[
     typer.Argument(
         help="Input files, globs (quoted: 'vec/*.parquet') or directories, read in order; '-' or none reads stdin.",
         show_default=False,
-        metavar="[INPUT]...",
+        metavar="INPUT",
     ),
 ]
 Output = option(
