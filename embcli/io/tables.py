@@ -829,7 +829,7 @@ class _Column:
 
     def arrow_type(self, pa: Any) -> Any:
         if self.kind == "vector":
-            return pa.list_(pa.float32(), self.dims)
+            return pa.list_(pa.from_numpy_dtype(np.dtype(self.item or "float32")), self.dims)
         if self.kind == "list":
             return pa.list_(_SCALAR_TYPES[self.item](pa))
         return _SCALAR_TYPES[self.kind](pa)
@@ -888,10 +888,16 @@ def _kind(v: Any) -> str:
     return "json"
 
 
+_CODE_DTYPES = (np.dtype(np.int8), np.dtype(np.uint8))
+
+
 def _infer_column(name: str, values: list, is_vector: bool) -> _Column:
     """A column's type from its values in the first row group (the class docstring's rules)."""
     if is_vector and (dims := _vector_dims(values)):
-        return _Column(name, "vector", dims=dims)
+        # Codes (quantize's int8/uint8 arrays) keep their integer type; anything else is float32.
+        dtypes = {v.dtype for v in values if isinstance(v, np.ndarray)}
+        code = next(iter(dtypes)) if len(dtypes) == 1 and next(iter(dtypes)) in _CODE_DTYPES else None
+        return _Column(name, "vector", item=code.name if code is not None else "float32", dims=dims)
     kinds = {_kind(v) for v in values} - {"null"}
     if not kinds:
         return _Column(name, "str")
@@ -1009,7 +1015,7 @@ _FITS: dict[str, Callable[[Any], bool]] = {
 def _vector_array(col: _Column, values: list, misfit: Callable[..., InputError], pa: Any) -> Any:
     dims = col.dims
     n = len(values)
-    mat = np.zeros((n, dims), dtype=np.float32)
+    mat = np.zeros((n, dims), dtype=np.dtype(col.item or "float32"))
     valid = np.ones(n, dtype=bool)
     for i, v in enumerate(values):
         if v is None:
