@@ -8,7 +8,7 @@ from embcli.commands import _options as o
 from embcli.commands._ui import progress, say, warn
 
 # Only embed reads plain text, so only its hint names --input-format.
-TEXT_HINT = "for one text per line, use --input-format text"
+TEXT_HINT = "for CSV/TSV with a header use --input-format csv|tsv; for one text per line, --input-format text"
 
 
 PromptOpt = o.text_option(

@@ -281,7 +281,10 @@ def detect_format(src: Source, declared: str | None = None) -> str:
 # What to say when the first line is not JSON. Callers pass their own: a hint must never
 # name an option the running command lacks (only embed has --input-format).
 JSONL_HINT = "each line must be one JSON object"
-VECTORS_HINT = "this command reads embedded records (JSONL from `embcli embed`) or NPY vectors"
+VECTORS_HINT = (
+    "this command reads embedded records (from `embcli embed`) or NPY vectors; "
+    "for CSV/TSV on stdin or under another name, use --input-format csv|tsv"
+)
 
 
 def iter_records(
