@@ -116,7 +116,8 @@ class Inputs:
         """How much of the input is read, when every input is a regular file (for progress)."""
         if not self.total_bytes or self.current is None:
             return None
-        now = self.current.consumed() or 0
+        src = self.current
+        now = src.progress() * (src.size or 0) if src.progress else src.consumed() or 0
         return min(1.0, (self._done_bytes + now) / self.total_bytes)
 
 

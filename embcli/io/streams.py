@@ -15,7 +15,7 @@ import struct
 import sys
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
@@ -64,6 +64,7 @@ class Source:
         self._raw = raw
         self._buf = b""
         self.lines = 0  # lines handed out by readline(), so a cut stream can say how far it got
+        self.progress: Callable[[], float] | None = None  # set by a reader that knows better than bytes
         self.compression: str | None = None
         self.size = _regular_size(raw)
         head = self.peek(8)

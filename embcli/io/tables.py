@@ -232,9 +232,12 @@ class _TableInput:
     def __init__(self, src: Source, kind: str, pa: Any) -> None:
         self._src, self._kind, self._pa = src, kind, pa
         self._handles: list[Any] = []
+        self.rows: int | None = None
 
     def __enter__(self) -> _Batches:
-        return _Batches(self._start, self._src, "Parquet" if self._kind == "parquet" else "Arrow", self._pa)
+        batches = _Batches(self._start, self._src, "Parquet" if self._kind == "parquet" else "Arrow", self._pa)
+        batches.total = self.rows
+        return batches
 
     def _start(self) -> tuple[Any, Iterator[Any]]:
         """(schema, batch iterator): called inside the error translation, so a bad footer is an InputError."""
@@ -259,6 +262,7 @@ class _TableInput:
 
         pf = pq.ParquetFile(target)
         self._handles.append(pf)
+        self.rows = pf.metadata.num_rows  # for progress: the footer knows the total
         return pf.schema_arrow, pf.iter_batches(batch_size=_BATCH_ROWS)
 
     def __exit__(self, *exc: object) -> None:
@@ -317,6 +321,7 @@ class _Batches:
 
     def __init__(self, start: Callable[[], tuple[Any, Iterator[Any]]], src: Source, label: str, pa: Any) -> None:
         self._src, self._label, self._pa = src, label, pa
+        self.total: int | None = None  # rows, when the file says (Parquet's footer)
         self.schema, self._it = self.guard(start)
 
     def guard(self, fn: Callable[[], Any]) -> Any:
@@ -364,6 +369,8 @@ def _records(batches: _Batches, src: Source, bad: BadRecords, label: str, pa: An
     out_names = names if extra is None else [*names[: extra[0]], extra[1], *names[extra[0] :]]
     name = src.name
     row = 0
+    if batches.total:  # progress by rows: pyarrow reads the file itself, so bytes read say nothing
+        src.progress = lambda: row / batches.total
     for batch in batches:
         n = batch.num_rows
         cols = batches.guard(lambda b=batch: [conv(b.column(i)) for i, conv in enumerate(converters)])
