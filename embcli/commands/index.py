@@ -170,14 +170,15 @@ def index(
         raise UsageError("give the index path with -o PATH")
 
     options = IndexOptions(metric.value, dtype.value, connectivity, expansion_add, expansion_search, keep_floats)
-    writer = IndexWriter(
-        output, options, append=append, force=force, store_text=store_text, text_field=text_field, threads=threads
-    )
     bad = BadRecords(skip=on_error is o.OnError.skip)
     if model:  # bare vectors take this model's provenance: resolving the built-in one needs its graph
         ensure_model(model, "cpu")
     ingest = IngestOptions(vector_field, model_field, model, read_ids(ids) if ids else None, id_field)
+    # Inputs, ids and the model are checked before the writer creates anything at -o (it would be left behind).
     inputs = Inputs(input, ReadOptions(o.value(input_format)))
+    writer = IndexWriter(
+        output, options, append=append, force=force, store_text=store_text, text_field=text_field, threads=threads
+    )
     try:
         with progress("indexing", "vectors", quiet, fraction=inputs.fraction) as bar:
             rows = add_all(writer, inputs.embedded(vector_field, bad), ingest, bad, bar.advance)
