@@ -161,7 +161,7 @@ def test_readme_python_example_runs(tmp_path, monkeypatch) -> None:
 
 def test_readme_npy_stream_reader_reads_back_to_back_arrays(tmp_path) -> None:
     readme = (ROOT / "README.md").read_text()
-    section = readme.split("## Streams", 1)[1].split("\n## ", 1)[0]
+    section = readme.split("## Formats", 1)[1].split("\n## ", 1)[0]
     block = re.findall(r"```python\n(.*?)```", section, flags=re.S)[0]
     namespace: dict = {}
     exec(compile(textwrap.dedent(block), "README.md", "exec"), namespace)

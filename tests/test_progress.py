@@ -157,7 +157,8 @@ def test_novelty_scoring_counts_records_as_they_stream(tmp_path) -> None:
     assert code == 0, term.raw
     assert term.shown("scoring 256 vectors with knn (k=10, mean)…")  # the reference, for the flag level
     # A stream's length is unknown: the count, the rate and the time so far.
-    assert re.search(r"scoring 128 records · [\d,]+ records/s · \d+:\d\d", "\n".join(term.drawn)), term.raw
+    # A file input: its share read is known, so the line shows it (and an ETA) with the count.
+    assert re.search(r"scoring 100% · 128 records · [\d,]+ records/s · ETA \d+:\d\d", "\n".join(term.drawn)), term.raw
     assert term.screen == ["embcli: scored 128 records with knn; 0 flagged as anomalies"], term.raw
 
 

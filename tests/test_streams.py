@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from embcli.errors import InputError
-from embcli.io.streams import BadRecords, NpyWriter, Source, iter_embedded, iter_npy, iter_records
+from embcli.io.readers import iter_embedded, iter_records
+from embcli.io.streams import BadRecords, NpyWriter, Source, iter_npy
 
 
 def _source(data: bytes, monkeypatch) -> Source:

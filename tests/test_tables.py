@@ -15,7 +15,8 @@ import orjson
 import pytest
 
 from embcli.errors import InputError, UsageError
-from embcli.io.streams import BadRecords, CheckedOutput, Source, iter_embedded, iter_records
+from embcli.io.readers import iter_embedded, iter_records
+from embcli.io.streams import BadRecords, CheckedOutput, Source
 from embcli.io.tables import TableWriter, iter_delimited, iter_table
 
 pa = pytest.importorskip("pyarrow")

@@ -19,7 +19,8 @@ from conftest import DATA, cli
 from embcli.analysis.anomaly import Detector
 from embcli.analysis.classify import Head
 from embcli.errors import IncompatibleError
-from embcli.io.streams import BadRecords, Source, iter_npy_rows, iter_records
+from embcli.io.readers import iter_records
+from embcli.io.streams import BadRecords, Source, iter_npy_rows
 from embcli.runtime import encoder as encoder_module
 
 WIDTH = 8

@@ -369,7 +369,8 @@ class CodeStream:
         if isinstance(source, np.ndarray):
             rows = list(np.atleast_2d(np.asarray(source, dtype=np.float32)))
         else:
-            from embcli.io.streams import BadRecords, Source, iter_embedded
+            from embcli.io.readers import iter_embedded
+            from embcli.io.streams import BadRecords, Source
 
             with Source(source) as csrc:
                 rows = [v for _, v in iter_embedded(csrc, self.options.vector_field, BadRecords())]

@@ -36,7 +36,8 @@ def read_records(
     ``source`` may be a path, a glob, a directory, a list of those (read in order)
     or an open binary file. The format is found as the CLI finds it, or ``input_format``.
     """
-    from embcli.io.streams import BadRecords, iter_records
+    from embcli.io.readers import iter_records
+    from embcli.io.streams import BadRecords
 
     bad = BadRecords(skip=skip_bad)
     if _is_paths(source):
@@ -53,7 +54,8 @@ def read_vectors(
     source: PathOrFile | list[str] | None = None, *, vector_field: str = "embedding", input_format: str | None = None
 ) -> tuple[list[dict], np.ndarray]:
     """(records, float32 matrix) from records with a vector (any input format) or NPY (records are ``{}``)."""
-    from embcli.io.streams import BadRecords, iter_embedded
+    from embcli.io.readers import iter_embedded
+    from embcli.io.streams import BadRecords
 
     records, rows = [], []
     if _is_paths(source):

@@ -150,7 +150,8 @@ def classify(
     from embcli.analysis.records import gold_labels, reading
     from embcli.api.encoding import ensure_model
     from embcli.io.inputs import Inputs, ReadOptions
-    from embcli.io.streams import BadRecords, Source, iter_embedded
+    from embcli.io.readers import iter_embedded
+    from embcli.io.streams import BadRecords, Source
 
     core.check_mode(bool(labels or labels_file), bool(train), bool(head_file), refine)
     options = core.LabelOptions(threshold, all_scores, output_field, score_field, scores_field, overwrite)

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from embcli.errors import InputError, UsageError
-from embcli.io.streams import VECTORS_HINT, BadRecords, Record, Source, iter_embedded, iter_records
+from embcli.io.readers import iter_embedded, iter_records
+from embcli.io.streams import VECTORS_HINT, BadRecords, Record, Source
 
 STDIN = "-"
 

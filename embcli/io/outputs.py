@@ -19,7 +19,8 @@ from embcli.choices import COMPRESSIONS
 from embcli.choices import OUTPUT_FORMATS as FORMATS
 from embcli.errors import UsageError
 from embcli.io.compress import KINDS, CompressingWriter, suffix_kind
-from embcli.io.streams import FORMAT_SUFFIXES, JsonlWriter, NpyWriter, output_stream
+from embcli.io.readers import FORMAT_SUFFIXES
+from embcli.io.streams import JsonlWriter, NpyWriter, output_stream
 
 RECORD_FORMATS = tuple(f for f in FORMATS if f != "npy")
 

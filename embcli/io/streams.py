@@ -241,44 +241,6 @@ class Record:
         return {"row": self.line - 1} if self.npy else self.data
 
 
-# Formats a reader can find by content: binary magic always wins over a declared or suffix format.
-_CONTENT_MAGIC = (
-    (NPY_MAGIC, "npy"),
-    (b"PAR1", "parquet"),
-    (b"ARROW1", "arrow"),
-    (b"\xff\xff\xff\xff", "arrow"),  # an Arrow IPC stream's first message
-)
-# By suffix (after any compression suffix), when the content says nothing.
-FORMAT_SUFFIXES = {
-    ".jsonl": "jsonl",
-    ".ndjson": "jsonl",
-    ".npy": "npy",
-    ".csv": "csv",
-    ".tsv": "tsv",
-    ".tab": "tsv",
-    ".parquet": "parquet",
-    ".pq": "parquet",
-    ".arrow": "arrow",
-    ".arrows": "arrow",
-    ".feather": "arrow",
-    ".ipc": "arrow",
-}
-
-
-def detect_format(src: Source, declared: str | None = None) -> str:
-    """The input's format: binary magic, else what the user declared, else the file's suffix, else JSONL."""
-    head = src.peek(8)
-    for magic, fmt in _CONTENT_MAGIC:
-        if head.startswith(magic):
-            return fmt
-    if declared:
-        return declared
-    from embcli.io.compress import suffix_kind
-
-    stem, _ = suffix_kind(src.name)
-    return FORMAT_SUFFIXES.get(os.path.splitext(stem)[1].lower(), "jsonl")
-
-
 # What to say when the first line is not JSON. Callers pass their own: a hint must never
 # name an option the running command lacks (only embed has --input-format).
 JSONL_HINT = "each line must be one JSON object"
@@ -288,34 +250,13 @@ VECTORS_HINT = (
 )
 
 
-def iter_records(
-    src: Source,
-    input_format: str | None,
-    text_field: str,
-    bad: BadRecords,
-    *,
-    json_hint: str = JSONL_HINT,
-    infer_types: bool = False,
+def iter_jsonl(
+    src: Source, fmt: str, text_field: str, bad: BadRecords, *, json_hint: str = JSONL_HINT
 ) -> Iterator[Record]:
-    """Records from JSONL, plain text (one text per line, as ``text_field``), CSV/TSV, Parquet or Arrow.
+    """Records from JSONL (objects), or from plain text (``fmt`` "text": one text per line, as ``text_field``).
 
-    ``input_format`` None finds the format (``detect_format``). ``json_hint`` goes
-    with an invalid first JSONL line: it is the caller's, which knows its options.
+    ``json_hint`` goes with an invalid first line: it is the caller's, which knows its options.
     """
-    fmt = detect_format(src, input_format)
-    if fmt == "npy":
-        raise InputError(
-            f"expected records but got an NPY array, {src.name}",
-            hint="this command reads text; NPY holds vectors only",
-        )
-    if fmt in ("csv", "tsv", "parquet", "arrow"):
-        from embcli.io import tables
-
-        if fmt in ("csv", "tsv"):
-            yield from tables.iter_delimited(src, "," if fmt == "csv" else "\t", bad, infer_types=infer_types)
-        else:
-            yield from tables.iter_table(src, bad)
-        return
     name = src.name
     lineno = 0
     while line := src.readline():
@@ -494,44 +435,6 @@ def _npy_chunks(src: Source) -> Iterator[np.ndarray]:
                 raise InputError(f"NPY array {n_array} is truncated: {got} of {rows} rows, {src.name}")
             yield np.frombuffer(buf, dtype=dt).reshape(n, w)
             left -= n
-
-
-def iter_embedded(
-    src: Source,
-    vector_field: str,
-    bad: BadRecords,
-    *,
-    input_format: str | None = None,
-    json_hint: str = VECTORS_HINT,
-) -> Iterator[tuple[Record, np.ndarray]]:
-    """(record, vector) pairs from records with a vector field (JSONL, CSV/TSV, Parquet, Arrow), or from
-    NPY rows (``Record.npy``, empty data).
-
-    Vectors are checked the same way from every format: finite numbers, one width.
-    """
-    fmt = detect_format(src, input_format)
-    if fmt == "npy":
-        name = src.name
-        for numbers, chunk in iter_npy_rows(src, bad):
-            for row, vec in zip(numbers.tolist(), chunk, strict=True):
-                yield Record(row, {}, {}, True, name), vec  # positional: measurably cheaper per row
-        return
-    if fmt == "text":
-        raise UsageError(
-            "text lines carry no vectors", hint="embed them first: embcli embed --input-format text FILE | ..."
-        )
-    width: int | None = None
-    for rec in iter_records(src, fmt, "text", bad, json_hint=json_hint):
-        try:
-            arr = parse_vector(rec.data.get(vector_field), vector_field, rec.where)
-            if width is None:
-                width = arr.shape[0]
-            elif arr.shape[0] != width:
-                raise InputError(f"vector has {arr.shape[0]} dimensions, earlier ones {width}, {rec.where}")
-        except InputError as e:
-            bad.handle(e)
-            continue
-        yield rec, arr
 
 
 def parse_vector(value: object, vector_field: str, loc: str) -> np.ndarray:

@@ -17,7 +17,8 @@ import orjson
 from embcli.env import current
 from embcli.errors import IncompatibleError, InputError, UsageError
 from embcli.io.prefetch import chunked_prefetch
-from embcli.io.streams import BadRecords, Record, Source, get_text, iter_npy_rows, iter_records, parse_vector
+from embcli.io.readers import iter_records
+from embcli.io.streams import BadRecords, Record, Source, get_text, iter_npy_rows, parse_vector
 from embcli.runtime import provenance
 from embcli.runtime.encoder import Encoder, Tokens, encoder_from_provenance
 from embcli.search.index import FULL_SCAN_THRESHOLD, IndexReader, open_shards, query_model, search_shards
