@@ -210,7 +210,7 @@ def test_progress_with_a_total_shows_done_rate_and_eta(clock) -> None:
 
 def test_progress_with_a_fraction_shows_percent_count_rate_and_eta(clock) -> None:
     read = {"share": 0.25}
-    bar = _ui.Progress("embedding", "texts", enabled=True, fraction=lambda: read["share"])
+    bar = _ui.Progress("embedding", "texts", enabled=True, fraction=lambda _done: read["share"])
     clock.now += 10
     bar.advance(1000)
     assert bar.line() == ("embedding 25% · 1,000 texts · 100 texts/s · ETA 0:30", 0.25)
@@ -225,22 +225,22 @@ def test_progress_without_a_total_shows_count_rate_and_elapsed(clock) -> None:
 
 def test_progress_asks_for_the_fraction_at_most_ten_times_a_second(clock) -> None:
     calls = []
-    bar = _ui.Progress("embedding", "texts", enabled=True, fraction=lambda: calls.append(1) or 0.5)
+    bar = _ui.Progress("embedding", "texts", enabled=True, fraction=lambda _done: calls.append(1) or 0.5)
     for _ in range(1000):  # batches far faster than a redraw
         bar.advance(1)
         clock.now += 0.001
     assert len(calls) == 10  # over one second: the first batch, then one per 0.1 s
-    off = _ui.Progress("embedding", "texts", enabled=False, fraction=lambda: calls.append(1) or 0.5)
+    off = _ui.Progress("embedding", "texts", enabled=False, fraction=lambda _done: calls.append(1) or 0.5)
     off.advance(10)
     assert len(calls) == 10  # off a terminal nothing is drawn, so nothing is asked
 
 
 def test_progress_survives_a_failing_or_unknown_fraction(clock) -> None:
-    bar = _ui.Progress("embedding", "texts", enabled=True, fraction=lambda: None)
+    bar = _ui.Progress("embedding", "texts", enabled=True, fraction=lambda _done: None)
     clock.now += 1
     bar.advance(10)
     assert bar.line() == ("embedding 10 texts · 10 texts/s · 0:01", None)  # not known yet: as without one
-    broken = _ui.Progress("embedding", "texts", enabled=True, fraction=lambda: 1 / 0)
+    broken = _ui.Progress("embedding", "texts", enabled=True, fraction=lambda _done: 1 / 0)
     broken.advance(10)
     assert broken.fraction is None and broken.line()[1] is None
 

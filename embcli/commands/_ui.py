@@ -148,7 +148,7 @@ class Progress:
     """A live counter on stderr, only when stderr is a terminal (the summary line uses ``elapsed``/``rate``).
 
     With ``total`` (items expected): "1,234/5,000 texts · 410 texts/s · ETA 0:09". With ``fraction``
-    (a callable giving the share of the input consumed, 0..1, or None while unknown): "24% · 1,234 texts ·
+    (a callable given the count done, returning the share of the input it makes, 0..1, or None while unknown): "24% · 1,234 texts ·
     410 texts/s · ETA 0:09". With neither: "1,234 texts · 410 texts/s · 0:03" (elapsed). Both may also be
     set once the bar runs (``bar.total = n``), e.g. when a header says how many rows follow.
     """
@@ -162,7 +162,7 @@ class Progress:
         enabled: bool,
         *,
         total: int | None = None,
-        fraction: Callable[[], float | None] | None = None,
+        fraction: Callable[[int], float | None] | None = None,
     ) -> None:
         self.label, self.unit = label, unit
         self.total, self.fraction = total, fraction
@@ -183,7 +183,7 @@ class Progress:
 
     def _sample(self) -> None:
         try:
-            done = self.fraction()
+            done = self.fraction(self.count)
         except Exception:  # a display must never fail the run: show the count alone from now on
             self.fraction, done = None, None
         self._done = None if done is None else min(max(float(done), 0.0), 1.0)
@@ -236,7 +236,7 @@ def progress(
     quiet: bool,
     *,
     total: int | None = None,
-    fraction: Callable[[], float | None] | None = None,
+    fraction: Callable[[int], float | None] | None = None,
 ) -> Iterator[Progress]:
     """A live counter of ``unit`` (see ``Progress``) on a terminal; off one, or under -q, only the count."""
     with Progress(label, unit, _live_allowed(quiet), total=total, fraction=fraction) as p:

@@ -143,7 +143,7 @@ def detect_anomalies(
                 level = core.flag_level(det, det.score(), options)
             if save_detector:  # before the records: a reader that stops early (`| head`) keeps it
                 det.save(save_detector)
-            with progress("scoring", "records", quiet, fraction=inputs.fraction) as bar:
+            with progress("scoring", "records", quiet, fraction=inputs.share) as bar:
                 for batch in _batches(inputs.embedded(vector_field, bad)):
                     _score_batch(det, batch, emit, level, model_field)
                     bar.advance(len(batch))

@@ -134,7 +134,7 @@ def embed(
         from embcli.runtime.cache import EmbeddingCache, spec_of
 
         store = EmbeddingCache(cache, spec_of(encoder), encoder.dim)
-    with open_output(spec) as out, progress("embedding", "texts", quiet, fraction=inputs.fraction) as bar:
+    with open_output(spec) as out, progress("embedding", "texts", quiet, fraction=inputs.share) as bar:
         records = inputs.records(text_field, bad, json_hint=TEXT_HINT)
         chunks = embed_records(
             records,

@@ -180,7 +180,7 @@ def index(
         output, options, append=append, force=force, store_text=store_text, text_field=text_field, threads=threads
     )
     try:
-        with progress("indexing", "vectors", quiet, fraction=inputs.fraction) as bar:
+        with progress("indexing", "vectors", quiet, fraction=inputs.share) as bar:
             rows = add_all(writer, inputs.embedded(vector_field, bad), ingest, bad, bar.advance)
             elapsed = bar.elapsed()
         if rows == 0:  # empty input: nothing to change, and an index needs at least its width

@@ -152,7 +152,7 @@ def quantize(
 
     stream = CodeStream(options, on_ready=ready)
     count = 0
-    with open_output(spec) as out, progress("quantizing", "vectors", quiet, fraction=inputs.fraction) as bar:
+    with open_output(spec) as out, progress("quantizing", "vectors", quiet, fraction=inputs.share) as bar:
         npy_out = vector_writer(out, spec) if spec.format == "npy" else None
         writer = None if npy_out else record_writer(out, spec, vector_field=vector_field, provenance_field=model_field)
         for records, codes in stream.chunks(inputs.embedded(vector_field, bad), records=writer is not None):

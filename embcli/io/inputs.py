@@ -73,6 +73,7 @@ class Inputs:
         self.options = options or ReadOptions()
         self.current: Source | None = None
         self._done_bytes = 0
+        self.handed = 0  # records handed out so far
         sizes = [_size(p) for p in self.paths]
         self.total_bytes: int | None = None if None in sizes else sum(s for s in sizes if s is not None)
 
@@ -95,7 +96,9 @@ class Inputs:
         hint = {"json_hint": json_hint} if json_hint else {}
         for src in self._sources():
             fmt = self.options.input_format
-            yield from iter_records(src, fmt, text_field, bad, infer_types=self.options.infer_types, **hint)
+            for rec in iter_records(src, fmt, text_field, bad, infer_types=self.options.infer_types, **hint):
+                self.handed += 1
+                yield rec
 
     def embedded(
         self, vector_field: str, bad: BadRecords, *, json_hint: str = VECTORS_HINT
@@ -111,10 +114,23 @@ class Inputs:
                 elif vec.shape[0] != width:
                     bad.handle(InputError(f"vector has {vec.shape[0]} dimensions, earlier ones {width}, {rec.where}"))
                     continue
+                self.handed += 1
                 yield rec, vec
 
+    def share(self, done: int) -> float | None:
+        """The share of the whole input that ``done`` records make (for progress), or None when unknown.
+
+        The readers run ahead of the consumer (prefetching, batching), so the share
+        of bytes read overstates progress; it says instead how many records the
+        input holds at the rate read so far, and ``done`` is counted against that.
+        """
+        read = self.fraction()
+        if not read or not self.handed:
+            return None
+        return min(1.0, done * read / self.handed)
+
     def fraction(self) -> float | None:
-        """How much of the input is read, when every input is a regular file (for progress)."""
+        """How much of the input is read, when every input is a regular file."""
         if not self.total_bytes or self.current is None:
             return None
         src = self.current
