@@ -148,9 +148,10 @@ class Progress:
     """A live counter on stderr, only when stderr is a terminal (the summary line uses ``elapsed``/``rate``).
 
     With ``total`` (items expected): "1,234/5,000 texts · 410 texts/s · ETA 0:09". With ``fraction``
-    (a callable given the count done, returning the share of the input it makes, 0..1, or None while unknown): "24% · 1,234 texts ·
-    410 texts/s · ETA 0:09". With neither: "1,234 texts · 410 texts/s · 0:03" (elapsed). Both may also be
-    set once the bar runs (``bar.total = n``), e.g. when a header says how many rows follow.
+    (a callable given the count done, returning the share of the input that makes, 0..1, or None while
+    unknown): "24% · 1,234 texts · 410 texts/s · ETA 0:09". With neither: "1,234 texts · 410 texts/s ·
+    0:03" (elapsed). Both may also be set once the bar runs (``bar.total = n``), e.g. when a header says
+    how many rows follow.
     """
 
     SAMPLE_EVERY = 0.1  # seconds between calls of ``fraction``: it may cost a syscall (a file's position)
