@@ -257,6 +257,8 @@ class _TableInput:
             handle = pa.memory_map(target) if isinstance(target, str) else pa.PythonFile(target, mode="r")
             self._handles.append(handle)
             reader = pa.ipc.open_file(handle)
+            # For progress: batches are mapped, not read, so counting their rows is cheap.
+            self.rows = sum(reader.get_batch(i).num_rows for i in range(reader.num_record_batches))
             return reader.schema, (reader.get_batch(i) for i in range(reader.num_record_batches))
         import pyarrow.parquet as pq
 
