@@ -237,13 +237,24 @@ def build_shard(
     )
     try:
         writer.set_provenance(provenance, str(path))
-        if add_rows(writer, rows, on_batch) == 0 and writer.dims is None:
+        if add_rows(writer, _with_ids(rows, path), on_batch) == 0 and writer.dims is None:
             writer.add([], [], np.zeros((0, dims), dtype=np.float32))  # an empty shard still has its width
         writer.commit()
     except BaseException:
         writer.abort()
         raise
     return writer
+
+
+def _with_ids(rows: Iterable[Row], path: str | os.PathLike) -> Iterator[Row]:
+    """A shard would number id-less rows by its own keys: the same id in every shard, each routed nowhere."""
+    for row in rows:
+        if row.id is None:
+            raise UsageError(
+                f"a row without an id reached shard {path}, {row.where}",
+                hint="give every row its id before routing (ShardedWriter.route numbers id-less rows)",
+            )
+        yield row
 
 
 def delete_from_shard(path: str | os.PathLike, ids: Sequence[object]) -> int:
