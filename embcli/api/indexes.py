@@ -47,16 +47,20 @@ class Index:
         expansion_search: int = 128,
         keep_floats: bool = False,
         threads: int = 1,
+        shards: int | None = None,
     ) -> Index:
         """Build (or ``append`` to) the index at ``path`` from records with vectors, or from a 2-D array.
 
         Records keep every field but the vector as payload and their ``id``; array
         rows take ``ids`` (default: row numbers). The model comes from the records'
-        provenance, or ``model`` for bare vectors.
+        provenance, or ``model`` for bare vectors. ``shards`` N builds a sharded index
+        (records routed by id, as ``embcli index --shards N``); appending to a sharded
+        index routes each record to its shard.
         """
         from embcli.io.streams import BadRecords, Record, parse_vector
         from embcli.search.index import IndexOptions, IndexWriter
-        from embcli.search.ingest import IngestOptions, add_all
+        from embcli.search.ingest import IngestOptions, add_all, prepare_rows
+        from embcli.search.shards import wants_shards, write_sharded
 
         options = IndexOptions(metric, dtype, connectivity, expansion_add, expansion_search, keep_floats)
         if isinstance(records_or_vectors, np.ndarray):
@@ -81,6 +85,24 @@ class Index:
                     yield Record(i, dict(rec), source="<records>"), parse_vector(vec, vector_field, where)
 
             items, id_list = checked(), None
+        if wants_shards(path, shards):
+            if model:
+                ensure_model(model, "cpu")
+            rows = prepare_rows(items, IngestOptions(vector_field, model_field, model, id_list), BadRecords())
+            done = write_sharded(
+                path,
+                rows,
+                options,
+                shards=shards,
+                append=append,
+                force=force,
+                store_text=store_text,
+                text_field=text_field,
+                threads=threads,
+            )
+            if done is None and not append:
+                raise UsageError("no vectors to index")
+            return cls.open(path)
         writer = IndexWriter(
             path, options, append=append, force=force, store_text=store_text, text_field=text_field, threads=threads
         )
@@ -107,7 +129,10 @@ class Index:
         prompt: str | None = None,
         prompt_name: str | None = None,
     ) -> Index:
-        """Open an index (several paths: shards searched together) after checking its files."""
+        """Open an index (several paths, or a sharded index: shards searched together) after checking its files.
+
+        Cheap at any size: manifests, sizes, headers and the graph's structure; no checksums.
+        """
         from embcli.search.query import QueryOptions, Searcher
 
         if not paths:

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 from typer.core import TyperCommand
 
 from embcli.choices import DTYPES, METRICS
 from embcli.commands import _options as o
 from embcli.commands._ui import progress, say, warn
+
+if TYPE_CHECKING:
+    from embcli.io.inputs import Inputs
+    from embcli.io.streams import BadRecords
+    from embcli.search.ingest import IngestOptions
+    from embcli.search.shards import ShardedWriter
 
 INDEX = "Index"
 
@@ -81,8 +87,20 @@ ThreadsOpt = o.option(
     min=1,
     metavar="N",
     help="Build threads. 1 (default) builds the same graph every run; more is faster, "
-    "but the graph then depends on thread timing.",
+    "but the graph then depends on thread timing. With --shards: N shards are built at a time, "
+    "one thread each (each shard's graph stays the same every run).",
     panel=o.SPEED,
+)
+ShardsOpt = o.option(
+    Optional[int],
+    "--shards",
+    min=1,
+    metavar="N",
+    show_default=False,
+    help="Build a sharded index: a directory of N indexes and shards.json, each record in the shard its id "
+    "routes to (sha1 of the id's JSON, mod N). search, --append, --delete-ids, info and verify treat it as "
+    "one index; --append and --delete-ids rewrite only the shards their ids route to.",
+    panel=INDEX,
 )
 
 
@@ -120,6 +138,7 @@ def index(
     model_field: o.ModelField = "embedding_model",
     on_error: o.OnErrorOpt = o.OnError.fail,
     threads: ThreadsOpt = 1,
+    shards: ShardsOpt = None,
     quiet: o.Quiet = False,
 ) -> None:
     """Index embedded records (JSONL, Parquet, Arrow, CSV with a vector; or NPY) for `embcli search`.
@@ -129,7 +148,8 @@ def index(
     vector), and a manifest with the model, options and checksums. Writes are
     atomic: a crash leaves the previous index loadable. Opening an index checks
     sizes, headers and the graph's structure; `embcli index verify PATH` also
-    checks every checksum.
+    checks every checksum. `--shards N` builds a sharded index (a directory of
+    N indexes and shards.json), used as one path.
     """
     from embcli.api.encoding import ensure_model
     from embcli.errors import UsageError
@@ -137,9 +157,12 @@ def index(
     from embcli.io.streams import BadRecords, read_ids
     from embcli.search.index import IndexOptions, IndexWriter, disk_bytes, verify_index
     from embcli.search.ingest import IngestOptions, add_all
+    from embcli.search.shards import ShardedWriter, delete_sharded, is_sharded, verify_sharded, wants_shards
 
     if input and len(input) > 1 and (verify or info or delete_ids is not None):
         raise UsageError("--verify, --info and --delete-ids take one index")
+    if shards is not None and (verify or info or delete_ids is not None):
+        raise UsageError("--shards is for building an index; --verify, --info and --delete-ids read its shards.json")
     target = input[0] if input else None
     if json_ and not info:
         raise UsageError("--json goes with --info (embcli index info PATH --json)")
@@ -150,6 +173,13 @@ def index(
         path = output or target
         if not path or (output and input) or delete_ids is not None:
             raise UsageError("--verify takes the index as -o PATH (or as the argument), and nothing else")
+        if is_sharded(path):
+            m = verify_sharded(path)
+            say(
+                f"{path}: sound, {m['n']} shards, {m['count']:,} vectors, {m['dims']}-d {m['dtype']} {m['metric']}",
+                quiet,
+            )
+            return
         m = verify_index(path)
         say(f"{path}: sound, {m['count']:,} vectors, {m['dims']}-d {m['dtype']} {m['metric']}", quiet)
         return
@@ -157,6 +187,14 @@ def index(
         path = output or target
         if not path or (output and input):
             raise UsageError("--delete-ids takes the index as -o PATH (or as the argument), and no input")
+        if is_sharded(path):
+            removed, left, touched = delete_sharded(path, read_ids(delete_ids))
+            say(
+                f"deleted {removed:,} of the given ids from {path} ({len(touched)} shards rewritten); "
+                f"{left:,} vectors remain",
+                quiet,
+            )
+            return
         writer = IndexWriter(path, IndexOptions(), append=True)
         try:
             removed = writer.delete(read_ids(delete_ids))
@@ -176,6 +214,13 @@ def index(
     ingest = IngestOptions(vector_field, model_field, model, read_ids(ids) if ids else None, id_field)
     # Inputs, ids and the model are checked before the writer creates anything at -o (it would be left behind).
     inputs = Inputs(input, ReadOptions(o.value(input_format)))
+    if wants_shards(output, shards):
+        sharded = ShardedWriter(
+            output, options, shards=shards, append=append, force=force, store_text=store_text, text_field=text_field
+        )
+        with sharded:
+            _index_sharded(sharded, inputs, ingest, bad, output, threads, quiet)
+        return
     writer = IndexWriter(
         output, options, append=append, force=force, store_text=store_text, text_field=text_field, threads=threads
     )
@@ -204,17 +249,61 @@ def index(
     )
 
 
+def _index_sharded(
+    writer: ShardedWriter,
+    inputs: Inputs,
+    ingest: IngestOptions,
+    bad: BadRecords,
+    output: str,
+    threads: int,
+    quiet: bool,
+) -> None:
+    """`index --shards N` (or into a sharded index): route the records to shard files, build the shards, commit."""
+    from embcli.search.ingest import prepare_rows
+
+    with progress("routing", "vectors", quiet, fraction=inputs.fraction) as bar:
+        rows = writer.route(prepare_rows(inputs.embedded(ingest.vector_field, bad), ingest, bad), bar.advance)
+        elapsed = bar.elapsed()
+    if rows == 0:
+        say(f"no vectors in the input; {output} left as it was", quiet)
+        return
+    todo = writer.pending()
+    with progress("building", "shards", quiet, total=len(todo)) as bar:
+        writer.build(threads, lambda i: bar.advance(1))
+        elapsed += bar.elapsed()
+    done = writer.commit()
+    if summary := bad.summary():
+        warn(summary, quiet)
+    if done.meta.get("provenance") is None:
+        warn("no model is recorded for these vectors: search will take vector queries only (see --model)", quiet)
+    m = done.meta
+    say(
+        f"indexed {rows:,} vectors ({done.added:,} new, {done.replaced:,} replaced) in {elapsed:.1f}s → "
+        f"{output}: {m['n']} shards ({len(done.touched)} written), {done.count:,} vectors, "
+        f"{m['dims']}-d {m['dtype']} {m['metric']}, {done.bytes / 1e6:,.1f} MB",
+        quiet,
+    )
+
+
 def _info(output: str | None, input: str | None, as_json: bool, other_mode: bool) -> None:
     """`embcli index info PATH`: the manifest in words, or whole as JSON, on stdout (it is the data asked for)."""
     import orjson
 
     from embcli.errors import UsageError
     from embcli.io.streams import write_stdout
-    from embcli.search.info import describe, index_info
+    from embcli.search.info import describe, describe_sharded, index_info, sharded_info
+    from embcli.search.shards import is_sharded
 
     path = output or input
     if not path or (output and input) or other_mode:
         raise UsageError("--info takes the index as -o PATH (or as the argument), and nothing else")
+    if is_sharded(path):
+        info = sharded_info(path)
+        if as_json:
+            write_stdout(orjson.dumps(info, option=orjson.OPT_INDENT_2) + b"\n")
+        else:
+            write_stdout("".join(f"{line}\n" for line in describe_sharded(path, info)).encode())
+        return
     info = index_info(path)
     if as_json:
         write_stdout(orjson.dumps(info["manifest"], option=orjson.OPT_INDENT_2) + b"\n")

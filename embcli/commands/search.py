@@ -17,7 +17,11 @@ QUERIES_HINT = 'queries are JSON objects, one per line: {"text": "..."} or an em
 
 
 IndexesOpt = Annotated[
-    list[str], typer.Argument(help="Index path(s); several are searched as shards and merged.", metavar="INDEX...")
+    list[str],
+    typer.Argument(
+        help="Index path(s): an index, a sharded index (its shards searched as one), or several, merged by score.",
+        metavar="INDEX...",
+    ),
 ]
 QueriesOpt = o.option(
     Optional[str],

@@ -28,6 +28,7 @@ import shutil
 import sqlite3
 import stat
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -48,6 +49,7 @@ FORMAT = "embcli-index"
 VERSION = 1
 MANIFEST = "manifest.json"
 MANIFEST_MAX = 1 << 20  # a manifest is a few KB; anything far bigger is not one
+SHARDS = "shards.json"  # what makes a directory of indexes one sharded index (search/shards.py)
 # b1: one sign bit per dimension, searched by Hamming distance (pair it with --rescore).
 COMPACT = ("i8", "b1")  # dtypes that keep float vectors beside them for rescoring, by default
 # What a compact index gives back for a stored vector when it keeps no float copy (search --like).
@@ -55,6 +57,9 @@ STORED_AS = {"f16": "its f16 vectors, rounded", "i8": "its i8 codes, dequantized
 # Filters matching at most this many records are searched exactly (brute force over them):
 # cheap at this size, and exact. Above it, the HNSW graph with oversampling.
 FULL_SCAN_THRESHOLD = EXACT_SEARCH_LIMIT
+# Shards searched at once. usearch spreads each search over every core already (threads=0):
+# more shard threads than cores only add contention.
+SEARCH_THREADS = max(1, min(8, os.cpu_count() or 1))
 
 _SCHEMA = """
 CREATE TABLE items (key INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, payload TEXT NOT NULL);
@@ -94,6 +99,14 @@ def read_manifest(path: Path) -> dict:
     try:
         fd = _open_regular(path / MANIFEST, "index manifest")
     except FileNotFoundError:
+        if (path / SHARDS).exists():
+            raise IncompatibleError(f"a sharded index, not one index (it has {SHARDS}), {path}") from None
+        if any(p.name.startswith("shard-") and p.is_dir() for p in path.iterdir()):
+            # Shards are published by writing shards.json last: without it, the build never finished.
+            raise IncompatibleError(
+                f"an unfinished sharded index: shard directories but no {SHARDS} (its build did not finish), {path}",
+                hint="build it again with --force",
+            ) from None
         raise IncompatibleError(f"not an embcli index (no {MANIFEST}), {path}") from None
     with open(fd, "rb") as f:
         raw = f.read(MANIFEST_MAX + 1)
@@ -568,6 +581,8 @@ class IndexWriter:
         self.store_text, self.text_field = store_text, text_field
         if self.path.exists() and not self.path.is_dir():
             raise UsageError(f"index path exists and is not a directory, {self.path}")
+        if (self.path / SHARDS).exists():  # search/shards.py writes those, shard by shard
+            raise UsageError(f"a sharded index is written through its shards, not as one index, {self.path}")
         exists = (self.path / MANIFEST).exists()
         if exists and not (append or force):
             raise UsageError(f"an index already exists at {self.path}", hint="--append adds to it, --force rebuilds it")
@@ -653,12 +668,8 @@ class IndexWriter:
         prov = absolute_model(prov)
         if not self._provenance_known:
             self.provenance, self._provenance_known = prov, True
-        elif _without_name(prov) != _without_name(self.provenance):
-            raise IncompatibleError(
-                f"vectors from another model or options ({_describe(prov)}) "
-                f"than the index ({_describe(self.provenance)}), {where}",
-                hint="build a separate index for them",
-            )
+        else:
+            check_same_model(prov, self.provenance, where)
 
     def add(self, ids: list[object | None], payloads: list[dict], vectors: np.ndarray) -> None:
         """Add a batch; an id already in the index is replaced (upsert)."""
@@ -841,6 +852,15 @@ def _local_model(name: str) -> str | None:
     return os.path.abspath(path) if path.is_dir() else None  # abspath: a symlinked model dir stays a link
 
 
+def check_same_model(prov: dict | None, known: dict | None, where: str) -> None:
+    """Vectors must come from the index's model and options (exit 4 otherwise)."""
+    if _without_name(absolute_model(prov)) != _without_name(known):
+        raise IncompatibleError(
+            f"vectors from another model or options ({_describe(prov)}) than the index ({_describe(known)}), {where}",
+            hint="build a separate index for them",
+        )
+
+
 def _without_name(prov: dict | None) -> dict | None:
     """A model is known by its sha256: the same one named by another path is the same model."""
     if not isinstance(prov, dict) or "model_sha256" not in prov:
@@ -930,8 +950,16 @@ def open_shards(paths: list[str]) -> list[IndexReader]:
 def search_shards(
     readers: list[IndexReader], queries: np.ndarray, k: int, **options: object
 ) -> list[list[tuple[int, int, float]]]:
-    """Top-k (shard, key, score) per query over all shards, merged by score."""
-    per_shard = [r.search(queries, k, **options) for r in readers]
+    """Top-k (shard, key, score) per query over all shards, merged by score.
+
+    Shards are searched in parallel threads: usearch, numpy and SQLite release the GIL.
+    Each reader is used by one thread at a time, and the merge is the same in any order.
+    """
+    if len(readers) == 1:
+        per_shard = [readers[0].search(queries, k, **options)]
+    else:
+        with ThreadPoolExecutor(max_workers=min(len(readers), SEARCH_THREADS)) as pool:
+            per_shard = list(pool.map(lambda r: r.search(queries, k, **options), readers))
     merged = []
     for i in range(len(queries)):
         hits = [(score, s, key) for s, found in enumerate(per_shard) for key, score in found[i]]

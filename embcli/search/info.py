@@ -10,7 +10,8 @@ import os
 from pathlib import Path
 
 from embcli.runtime import provenance
-from embcli.search.index import MANIFEST, read_manifest
+from embcli.search.index import MANIFEST, SHARDS, disk_bytes, read_manifest
+from embcli.search.shards import ROUTING_RULE, read_shards, shard_paths
 
 # Manifest fields that say how the index was built (shown under "HNSW"), in this order.
 HNSW = ("connectivity", "expansion_add", "expansion_search")
@@ -32,6 +33,49 @@ def index_info(path: str | os.PathLike) -> dict:
             on_disk = None
         files[role] = {"name": f["name"], "bytes": f["bytes"], "on_disk": on_disk}
     return {"path": str(root), "manifest": manifest, "files": files, "manifest_bytes": (root / MANIFEST).stat().st_size}
+
+
+def sharded_info(path: str | os.PathLike) -> dict:
+    """A sharded index as a whole: its shards.json, the total count, and each shard's count, generation and bytes.
+
+    Cheap as ``index_info``: shards.json and each shard's manifest, and a stat() per file.
+    """
+    root = Path(path)
+    meta = read_shards(root)
+    shards = []
+    for name, p in zip(meta["shards"], shard_paths(root, meta), strict=True):
+        m = read_manifest(p)
+        shards.append({"path": name, "count": m["count"], "generation": m.get("generation"), "bytes": disk_bytes(p, m)})
+    return {
+        **meta,
+        "count": sum(s["count"] for s in shards),
+        "bytes": sum(s["bytes"] for s in shards) + (root / SHARDS).stat().st_size,
+        "shard_info": shards,
+    }
+
+
+def describe_sharded(path: str, info: dict) -> list[str]:
+    """A sharded index in words, one fact per line, then one line per shard."""
+    counts = [s["count"] for s in info["shard_info"]]
+    lines = [
+        f"index: {path} (sharded: {info['n']} shards)",
+        f"count: {info['count']:,} vectors (per shard: {min(counts):,} to {max(counts):,})",
+        f"dimensions: {info['dims']}",
+        f"dtype: {info['dtype']}",
+        f"metric: {info['metric']}",
+        f"model: {_model(info.get('provenance'))}",
+        f"routing: {info['routing']['rule']}: {ROUTING_RULE}",
+        f"created: {info.get('created') or 'not recorded'}",
+        f"updated: {info.get('updated') or 'not recorded'}",
+        f"built by: embcli {info.get('embcli_version', '(version not recorded)')}, sharded format {info['version']}",
+        "shards:",
+    ]
+    width = max(len(s["path"]) for s in info["shard_info"])
+    for s in info["shard_info"]:
+        gen = f"generation {s['generation']}" if s["generation"] is not None else "generation not recorded"
+        lines.append(f"  {s['path']:<{width}}  {s['count']:>12,} vectors  {_size(s['bytes']):>9}  {gen}")
+    lines.append(f"total: {_size(info['bytes'])}")
+    return lines
 
 
 def describe(info: dict) -> list[str]:

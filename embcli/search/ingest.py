@@ -7,7 +7,7 @@ appended to; vectors without one take ``model`` (checked against their width).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,31 +29,25 @@ class IngestOptions:
     id_field: str = "id"  # the records' id field (a table keyed by `name` keeps its keys)
 
 
-def add_all(
-    writer: IndexWriter,
-    items: Iterable[tuple[Record, np.ndarray]],
-    options: IngestOptions,
-    bad: BadRecords,
-    on_batch: Callable[[int], None] = lambda n: None,
-) -> int:
-    """Add every (record, vector) to ``writer``; returns the number of rows added.
+@dataclass
+class Row:
+    """One record ready for an index: its id (None: the index numbers it), payload, vector and model."""
+
+    id: object | None
+    payload: dict
+    vector: np.ndarray
+    provenance: dict | None
+    where: str = "<records>"
+
+
+def prepare_rows(items: Iterable[tuple[Record, np.ndarray]], options: IngestOptions, bad: BadRecords) -> Iterator[Row]:
+    """Each (record, vector) as a Row: its id, payload and model checked; bad records go to ``bad``.
 
     NPY rows come as records with ``npy`` set and their 1-based row number as ``line``.
     """
     opts = options
-    batch_ids: list[object | None] = []
-    batch_payloads: list[dict] = []
-    batch_vecs: list[np.ndarray] = []
     model_prov: dict | None = None
     rows = 0
-
-    def flush() -> None:
-        if batch_vecs:
-            writer.add(batch_ids, batch_payloads, np.vstack(batch_vecs))
-            on_batch(len(batch_vecs))
-            for pending in (batch_ids, batch_payloads, batch_vecs):
-                pending.clear()
-
     for rec, vec in items:
         loc = rec.where
         prov = rec.data.get(opts.model_field) if opts.model_field else None
@@ -66,13 +60,12 @@ def add_all(
         if prov is not None and not provenance.is_valid(prov, len(vec)):
             bad.handle(InputError(f"bad {opts.model_field!r} field (not one written by embcli embed), {loc}"))
             continue
-        writer.set_provenance(prov, loc)
         if rec.npy:
             # By row number, not by count: --ids stay with their rows when bad rows are skipped.
             if opts.ids is not None and rec.line > len(opts.ids):
                 raise InputError(f"--ids has {len(opts.ids)} ids, but the input has more rows, {loc}")
-            batch_ids.append(opts.ids[rec.line - 1] if opts.ids is not None else None)
-            batch_payloads.append({})
+            rid = opts.ids[rec.line - 1] if opts.ids is not None else None
+            payload: dict = {}
         else:
             if opts.ids is not None:
                 raise UsageError(f"--ids is for NPY input; records carry their own id (--id-field), {loc}")
@@ -80,14 +73,41 @@ def add_all(
             if rid is not None and (isinstance(rid, bool) or not isinstance(rid, (str, int))):
                 bad.handle(InputError(f"id must be a string or an integer, {loc}"))
                 continue
-            batch_ids.append(rid)
             dropped = (opts.vector_field, opts.model_field)
-            batch_payloads.append({k: v for k, v in rec.data.items() if k not in dropped})
-        batch_vecs.append(vec)
+            payload = {k: v for k, v in rec.data.items() if k not in dropped}
         rows += 1
-        if len(batch_vecs) >= BATCH:
-            flush()
-    flush()
+        yield Row(rid, payload, vec, prov, loc)
     if opts.ids is not None and rows + bad.count != len(opts.ids):
         raise InputError(f"--ids has {len(opts.ids)} ids for {rows + bad.count} input rows")
-    return rows
+
+
+def add_rows(writer: IndexWriter, rows: Iterable[Row], on_batch: Callable[[int], None] = lambda n: None) -> int:
+    """Add every row to ``writer`` in batches (a known id is replaced); returns the number added."""
+    batch: list[Row] = []
+    count = 0
+
+    def flush() -> None:
+        if batch:
+            writer.add([r.id for r in batch], [r.payload for r in batch], np.vstack([r.vector for r in batch]))
+            on_batch(len(batch))
+            batch.clear()
+
+    for row in rows:
+        writer.set_provenance(row.provenance, row.where)
+        batch.append(row)
+        count += 1
+        if len(batch) >= BATCH:
+            flush()
+    flush()
+    return count
+
+
+def add_all(
+    writer: IndexWriter,
+    items: Iterable[tuple[Record, np.ndarray]],
+    options: IngestOptions,
+    bad: BadRecords,
+    on_batch: Callable[[int], None] = lambda n: None,
+) -> int:
+    """Add every (record, vector) to ``writer``; returns the number of rows added."""
+    return add_rows(writer, prepare_rows(items, options, bad), on_batch)

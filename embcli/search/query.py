@@ -21,7 +21,8 @@ from embcli.io.readers import iter_records
 from embcli.io.streams import BadRecords, Record, Source, get_text, iter_npy_rows, parse_vector
 from embcli.runtime import provenance
 from embcli.runtime.encoder import Encoder, Tokens, encoder_from_provenance
-from embcli.search.index import FULL_SCAN_THRESHOLD, IndexReader, open_shards, query_model, search_shards
+from embcli.search.index import FULL_SCAN_THRESHOLD, IndexReader, query_model, search_shards
+from embcli.search.shards import open_readers
 
 
 @dataclass
@@ -118,7 +119,8 @@ class Searcher:
         if not paths:
             raise IncompatibleError("no index to search")
         self.paths = [str(p) for p in paths]
-        self.readers: list[IndexReader] = open_shards(self.paths)
+        # A sharded index (a directory with shards.json) is searched as its shards.
+        self.readers: list[IndexReader] = open_readers(self.paths)
         self.provenance: dict | None = self.readers[0].provenance
         self.dims: int = self.readers[0].dims
         self.query = query or QueryOptions()

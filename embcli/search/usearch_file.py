@@ -31,6 +31,7 @@ _SCALAR_KINDS = {"f32": 11, "f16": 12, "i8": 23, "b1": 1}
 _METRIC_KINDS = {"cos": 99, "ip": 105, "l2sq": 101, "hamming": 98}
 _KEY_U64, _SLOT_U32 = 14, 15
 _FREE_KEY = np.uint64(2**64 - 1)  # the key of a removed node's slot
+_NO_LEVEL = 2**64 - 1  # max level -1, as u64
 _MAX_LEVEL = 64  # levels are drawn with P(level >= l) = M^-l: anything near this is crafted
 _MAX_CONNECTIVITY = 1 << 12
 _NODE_CHUNK = 1 << 16  # nodes gathered at once: bounded memory at any size
@@ -89,6 +90,8 @@ def _check_graph(buf: np.ndarray, g: int, rows: int, m: dict, bad) -> None:
     n, conn, conn_base, max_level, entry = (int(x) for x in _ints(buf, g, "<u8", 5))
     if n != rows:
         raise bad(f"graph of {n} nodes for {rows} vectors")
+    if n == 0 and max_level == _NO_LEVEL:
+        max_level = 0  # a graph that never held a node (an empty shard) records level -1
     if not (2 <= conn <= conn_base <= _MAX_CONNECTIVITY) or max_level > _MAX_LEVEL:
         raise bad(f"connectivity {conn}/{conn_base}, max level {max_level}")
     start = g + 40 + 2 * n
