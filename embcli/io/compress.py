@@ -82,7 +82,8 @@ class DecompressingReader:
         self._raw = raw
         self._lines = lines
         self._d = _decompressor(kind)
-        self._pending = b""  # decompressed, not yet read
+        self._pending = b""  # decompressed; what is not yet read starts at _at
+        self._at = 0
         self._done = False
         self._in_member = False
         self.raw_read = 0  # compressed bytes consumed, for progress
@@ -123,6 +124,14 @@ class DecompressingReader:
             out += self._d.decompress(rest)
         return out
 
+    def _take(self, n: int) -> bytes:
+        """The next ``n`` pending bytes (by offset: slicing the rest off each time would be quadratic)."""
+        head = self._pending[self._at : self._at + n]
+        self._at += len(head)
+        if self._at >= len(self._pending):
+            self._pending, self._at = b"", 0
+        return head
+
     def read(self, n: int = -1) -> bytes:
         if n is None or n < 0:
             parts = []
@@ -134,16 +143,12 @@ class DecompressingReader:
             self._fill()
             if not self._pending:
                 break
-            take = n - len(out)
-            out += self._pending[:take]
-            self._pending = self._pending[take:]
+            out += self._take(n - len(out))
         return bytes(out)
 
     def read1(self, n: int = -1) -> bytes:
         self._fill()
-        n = len(self._pending) if n is None or n < 0 else n
-        head, self._pending = self._pending[:n], self._pending[n:]
-        return head
+        return self._take(len(self._pending) if n is None or n < 0 else n)
 
     def readline(self, limit: int = -1) -> bytes:
         out = bytearray()
@@ -151,11 +156,9 @@ class DecompressingReader:
             self._fill()
             if not self._pending:
                 break
-            want = len(self._pending) if limit < 0 else limit - len(out)
-            i = self._pending.find(b"\n", 0, want)
-            take = want if i < 0 else i + 1
-            out += self._pending[:take]
-            self._pending = self._pending[take:]
+            end = len(self._pending) if limit < 0 else min(len(self._pending), self._at + limit - len(out))
+            i = self._pending.find(b"\n", self._at, end)
+            out += self._take((end if i < 0 else i + 1) - self._at)
             if i >= 0:
                 break
         return bytes(out)
