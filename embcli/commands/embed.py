@@ -108,9 +108,9 @@ def embed(
     """
     from embcli.api.encoding import Encoder
     from embcli.io.inputs import Inputs, ReadOptions
-    from embcli.io.outputs import open_output, output_spec, record_writer, vector_writer
+    from embcli.io.outputs import open_output, output_spec
     from embcli.io.streams import BadRecords
-    from embcli.runtime.embedding import EmbedStats, embed_records
+    from embcli.runtime.embedding import EmbedStats, write_embedded
 
     spec = output_spec(output, o.value(fmt), o.value(compress))
     inputs = Inputs(input, ReadOptions(o.value(input_format), infer_types))
@@ -135,36 +135,21 @@ def embed(
 
         store = EmbeddingCache(cache, spec_of(encoder), encoder.dim)
     with open_output(spec) as out, progress("embedding", "texts", quiet, fraction=inputs.fraction) as bar:
-        records = inputs.records(text_field, bad, json_hint=TEXT_HINT)
-        chunks = embed_records(
-            records,
+        write_embedded(
+            inputs.records(text_field, bad, json_hint=TEXT_HINT),
             encoder,
+            out,
+            spec,
             text_field=text_field,
+            vector_field=vector_field,
+            model_field=model_field,
             bad=bad,
             stats=stats,
             truncate=truncate,
             reserved=() if overwrite else tuple(f for f in (vector_field, model_field) if f),
             cache=store,
+            advance=bar.advance,
         )
-        if spec.format == "npy":
-            npy = vector_writer(out, spec)
-            for recs, vecs in chunks:
-                npy.write(vecs)
-                npy.flush()
-                bar.advance(len(recs))
-            npy.close(width=encoder.dim)
-        else:
-            writer = record_writer(out, spec, vector_field=vector_field, provenance_field=model_field or None)
-            provenance = encoder.provenance()
-            for recs, vecs in chunks:
-                for rec, vec in zip(recs, vecs, strict=True):
-                    rec.data[vector_field] = vec
-                    if model_field:
-                        rec.data[model_field] = provenance
-                writer.write_many([rec.data for rec in recs])
-                writer.flush()
-                bar.advance(len(recs))
-            writer.close()
         elapsed = bar.elapsed()
 
     if store is not None:
