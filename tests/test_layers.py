@@ -22,9 +22,10 @@ LAYERS = {
     "search": 4,
     "analysis": 5,  # analysis uses search's neighbours
     "api": 6,
-    "commands": 7,
-    "cli": 8,
-    "__main__": 9,
+    "integrations": 7,  # optional engines (ray): the API's users; commands import them lazily
+    "commands": 8,
+    "cli": 9,
+    "__main__": 10,
 }
 
 
