@@ -94,7 +94,7 @@ def cluster() -> Iterator[tuple[Any, bool]]:
         yield ray, False
         return
     address = os.environ.get("RAY_ADDRESS")
-    quiet: dict[str, Any] = {"logging_level": logging.ERROR, "log_to_driver": False, "configure_logging": True}
+    quiet: dict[str, Any] = {"logging_level": logging.ERROR, "log_to_driver": False}
     try:
         if address:
             ray.init(address=address, **quiet)
@@ -200,7 +200,8 @@ class PartActor:
         return info
 
     def embed(self, part: Any, key: dict) -> dict:
-        assert self._embedder is not None
+        if self._embedder is None:  # a restarted actor whose encoder failed this time
+            return {"error": self._error}
         try:
             return self._embedder.embed(part, key)
         except EmbcliError as e:
@@ -231,6 +232,8 @@ def embed_job(
     planned job.
     """
     options = options or EmbedOptions()
+    if isinstance(inputs, str):
+        inputs = [inputs]
     if gpus_per_actor < 0 or (actors is not None and actors < 1) or (threads is not None and threads < 1):
         raise UsageError("--actors, --threads and --gpus-per-actor must be positive")
     if gpus_per_actor and options.device != "cuda":
@@ -292,11 +295,9 @@ def _run(
     todo = deque(job.todo)
     res = ray.cluster_resources()
     n, t, reserve = actor_sizes(len(todo), res.get("CPU", 1.0), res.get("GPU", 0.0), actors, threads, gpus_per_actor)
-    driver = {
-        "embcli": embcli.__version__,
-        "package": os.path.dirname(os.path.abspath(embcli.__file__)),
-        "node": ray.get_runtime_context().get_node_id(),
-    }
+    driver = {"embcli": embcli.__version__, "package": os.path.dirname(os.path.abspath(embcli.__file__))}
+    with contextlib.suppress(Exception):  # a Ray Client driver is on no node of the cluster
+        driver["node"] = ray.get_runtime_context().get_node_id()
     remote = ray.remote(PartActor).options(
         num_cpus=reserve,
         num_gpus=gpus_per_actor or 0,
