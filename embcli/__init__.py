@@ -23,6 +23,7 @@ from embcli.version import __version__
 _EXPORTS = {
     "Encoder": "embcli.api",
     "ensure_model": "embcli.api",
+    "embed_arrow": "embcli.api",
     "Index": "embcli.api",
     "read_records": "embcli.api",
     "read_vectors": "embcli.api",
@@ -48,6 +49,7 @@ __all__ = [  # noqa: RUF022 - grouped as in _EXPORTS
     "__version__",
     "Encoder",
     "ensure_model",
+    "embed_arrow",
     "Index",
     "read_records",
     "read_vectors",
@@ -82,6 +84,7 @@ if TYPE_CHECKING:
         cluster,
         detect_anomalies,
         diff,
+        embed_arrow,
         quantize,
         read_records,
         read_vectors,

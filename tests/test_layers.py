@@ -22,9 +22,10 @@ LAYERS = {
     "search": 4,
     "analysis": 5,  # analysis uses search's neighbours
     "api": 6,
-    "commands": 7,
-    "cli": 8,
-    "__main__": 9,
+    "integrations": 7,  # optional engines (ray): the API's users; commands import them lazily
+    "commands": 8,
+    "cli": 9,
+    "__main__": 10,
 }
 
 
@@ -124,8 +125,9 @@ def test_core_never_imports_typer_or_rich() -> None:
 
 def test_import_embcli_is_light_and_exports_the_api() -> None:
     code = (
-        "import sys, embcli\n"
-        "heavy = [m for m in ('onnxruntime', 'tokenizers', 'usearch', 'typer', 'rich') if m in sys.modules]\n"
+        "import sys, embcli, embcli.integrations.ray\n"
+        "heavy = [m for m in ('onnxruntime', 'tokenizers', 'usearch', 'typer', 'rich', 'ray', 'pyarrow')"
+        " if m in sys.modules]\n"
         "assert not heavy, heavy\n"
         "for name in embcli.__all__: getattr(embcli, name)\n"
         "print(len(embcli.__all__))\n"

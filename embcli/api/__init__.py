@@ -17,6 +17,7 @@ from embcli.api.analyses import (
     diff,
     quantize,
 )
+from embcli.api.arrow import embed_arrow
 from embcli.api.encoding import Encoder, ensure_model, resolve
 from embcli.api.indexes import Index
 from embcli.api.records import read_records, read_vectors, write_records
@@ -32,6 +33,7 @@ __all__ = [
     "cluster",
     "detect_anomalies",
     "diff",
+    "embed_arrow",
     "ensure_model",
     "quantize",
     "read_records",

@@ -61,6 +61,44 @@ CacheOpt = o.option(
     panel=o.SPEED,
 )
 NoCacheOpt = o.option(bool, "--no-cache", help="Ignore $EMBCLI_CACHE for this run.", panel=o.SPEED)
+SCALE = "Scale out"
+Engine = o.choice("Engine", ("local", "ray"))
+EngineOpt = o.option(
+    Engine,
+    "--engine",
+    help="local: this process, streaming. ray: a Ray cluster ($RAY_ADDRESS, else a local one) embeds the input "
+    "files in parts, written as -o DIR/part-NNNNN.<format> and DIR/_manifest.json (written last); a re-run "
+    "skips finished parts. Needs the ray extra.",
+    panel=SCALE,
+)
+ActorsOpt = o.option(
+    Optional[int],
+    "--actors",
+    metavar="N",
+    min=1,
+    show_default=False,
+    help="--engine ray: actors, each holding one model. Default: one per CPU (per GPU share), at most one per part.",
+    panel=SCALE,
+)
+GpusPerActorOpt = o.option(
+    Optional[float],
+    "--gpus-per-actor",
+    metavar="G",
+    min=0,
+    show_default=False,
+    help="--engine ray: GPUs each actor reserves (0.5: two per GPU); the model runs on CUDA. Default: CPU only.",
+    panel=SCALE,
+)
+PartRowsOpt = o.option(
+    Optional[int],
+    "--part-rows",
+    metavar="R",
+    min=1,
+    show_default=False,
+    help="--engine ray: records per part, cut at line or row-group boundaries (a smaller file is one part). "
+    "Default: 50000.",
+    panel=SCALE,
+)
 MaxBatchTokensOpt = o.option(
     int,
     "--max-batch-tokens",
@@ -97,6 +135,10 @@ def embed(
     threads: o.Threads = None,
     batch_size: o.BatchSize = 32,
     max_batch_tokens: MaxBatchTokensOpt = 8192,
+    engine: EngineOpt = Engine.local,
+    actors: ActorsOpt = None,
+    gpus_per_actor: GpusPerActorOpt = None,
+    part_rows: PartRowsOpt = None,
     quiet: o.Quiet = False,
 ) -> None:
     """Embed texts: records (JSONL, CSV/TSV, Parquet, Arrow) or text lines in, records with a vector (or NPY) out.
@@ -105,12 +147,25 @@ def embed(
     whatever the input size. Every field of a record passes through; the vector
     is added as --vector-field. Texts are batched by token length and written
     back in input order; the same input and options give the same bytes.
+
+    With --engine ray the input files are cut into parts that a Ray cluster
+    embeds in parallel, into -o DIR: DIR/part-NNNNN.<format> (each the bytes
+    this command writes for that part; together, in order, the bytes it writes
+    for the whole input) and DIR/_manifest.json, written last. A re-run with
+    the same inputs and options embeds only the parts not yet done.
     """
+    if engine.value == "ray":
+        _embed_ray(**locals())
+        return
+    if actors is not None or gpus_per_actor is not None or part_rows is not None:
+        from embcli.errors import UsageError
+
+        raise UsageError("--actors, --gpus-per-actor and --part-rows go with --engine ray")
     from embcli.api.encoding import Encoder
     from embcli.io.inputs import Inputs, ReadOptions
-    from embcli.io.outputs import open_output, output_spec, record_writer, vector_writer
+    from embcli.io.outputs import open_output, output_spec
     from embcli.io.streams import BadRecords
-    from embcli.runtime.embedding import EmbedStats, embed_records
+    from embcli.runtime.embedding import EmbedStats, write_embedded
 
     spec = output_spec(output, o.value(fmt), o.value(compress))
     inputs = Inputs(input, ReadOptions(o.value(input_format), infer_types))
@@ -135,36 +190,21 @@ def embed(
 
         store = EmbeddingCache(cache, spec_of(encoder), encoder.dim)
     with open_output(spec) as out, progress("embedding", "texts", quiet, fraction=inputs.share) as bar:
-        records = inputs.records(text_field, bad, json_hint=TEXT_HINT)
-        chunks = embed_records(
-            records,
+        write_embedded(
+            inputs.records(text_field, bad, json_hint=TEXT_HINT),
             encoder,
+            out,
+            spec,
             text_field=text_field,
+            vector_field=vector_field,
+            model_field=model_field,
             bad=bad,
             stats=stats,
             truncate=truncate,
             reserved=() if overwrite else tuple(f for f in (vector_field, model_field) if f),
             cache=store,
+            advance=bar.advance,
         )
-        if spec.format == "npy":
-            npy = vector_writer(out, spec)
-            for recs, vecs in chunks:
-                npy.write(vecs)
-                npy.flush()
-                bar.advance(len(recs))
-            npy.close(width=encoder.dim)
-        else:
-            writer = record_writer(out, spec, vector_field=vector_field, provenance_field=model_field or None)
-            provenance = encoder.provenance()
-            for recs, vecs in chunks:
-                for rec, vec in zip(recs, vecs, strict=True):
-                    rec.data[vector_field] = vec
-                    if model_field:
-                        rec.data[model_field] = provenance
-                writer.write_many([rec.data for rec in recs])
-                writer.flush()
-                bar.advance(len(recs))
-            writer.close()
         elapsed = bar.elapsed()
 
     if store is not None:
@@ -179,3 +219,93 @@ def embed(
         f"{stats.texts / max(elapsed, 1e-9):,.0f} texts/s · {encoder.spec.name}, {encoder.dim}-d, {encoder.device}",
         quiet,
     )
+
+
+def _embed_ray(**a: object) -> None:
+    """``embed --engine ray``: the parts on a Ray cluster, a summary on stderr."""
+    from embcli.errors import UsageError
+    from embcli.io.outputs import output_spec
+
+    quiet = bool(a["quiet"])
+    try:
+        from embcli.integrations.embedjob import DEFAULT_PART_ROWS, EmbedOptions
+        from embcli.integrations.ray import embed_job, require_ray
+    except ImportError:  # pragma: no cover - the module itself needs nothing beyond the core
+        raise UsageError("the Ray engine is not available", hint="pip install 'embcli[ray]'") from None
+    require_ray()
+    if not a["output"]:
+        raise UsageError("--engine ray writes a directory of parts: give -o DIR")
+    if not a["input"] or "-" in a["input"]:  # type: ignore[operator]
+        raise UsageError(
+            "--engine ray reads input files, not stdin (each part is read by a worker)",
+            hint="give input files, globs or directories, or drop --engine ray",
+        )
+    if a["cache"] and not a["no_cache"]:
+        warn("--cache is not used with --engine ray (a re-run skips finished parts instead)", quiet)
+    spec = output_spec(None, o.value(a["fmt"]), o.value(a["compress"]))  # type: ignore[arg-type]
+    device = a["device"].value  # type: ignore[attr-defined]
+    gpus = a["gpus_per_actor"] or 0.0
+    if device == "cpu" and gpus:
+        raise UsageError("--gpus-per-actor runs the model on CUDA: drop --device cpu")
+    pooling = a["pooling"]
+    options = EmbedOptions(
+        model=a["model"],  # type: ignore[arg-type]
+        device="cuda" if gpus or device == "cuda" else "cpu",
+        max_length=a["max_length"],  # type: ignore[arg-type]
+        pooling=pooling.value if pooling else None,  # type: ignore[attr-defined]
+        normalize=a["normalize"],  # type: ignore[arg-type]
+        prompt=a["prompt"],  # type: ignore[arg-type]
+        prompt_name=a["prompt_name"],  # type: ignore[arg-type]
+        dims=a["dims"],  # type: ignore[arg-type]
+        batch_size=a["batch_size"],  # type: ignore[arg-type]
+        max_batch_tokens=a["max_batch_tokens"],  # type: ignore[arg-type]
+        truncate=a["truncate"],  # type: ignore[arg-type]
+        text_field=a["text_field"],  # type: ignore[arg-type]
+        vector_field=a["vector_field"],  # type: ignore[arg-type]
+        model_field=a["model_field"],  # type: ignore[arg-type]
+        overwrite=a["overwrite"],  # type: ignore[arg-type]
+        skip_bad=a["on_error"] is o.OnError.skip,
+        input_format=o.value(a["input_format"]),  # type: ignore[arg-type]
+        infer_types=a["infer_types"],  # type: ignore[arg-type]
+        format=spec.format,
+        compression=spec.compression,
+        json_hint=TEXT_HINT,
+    )
+    with progress("embedding", "texts", quiet) as bar:
+
+        def planned(job: object) -> None:
+            bar.total = sum(p.rows or 0 for p in job.todo) or None  # type: ignore[attr-defined]
+
+        result = embed_job(
+            a["input"],  # type: ignore[arg-type]
+            a["output"],  # type: ignore[arg-type]
+            options,
+            actors=a["actors"],  # type: ignore[arg-type]
+            threads=a["threads"],  # type: ignore[arg-type]
+            gpus_per_actor=gpus,
+            part_rows=a["part_rows"] or DEFAULT_PART_ROWS,  # type: ignore[arg-type]
+            on_start=planned,
+            on_part=lambda rec: bar.advance(rec["rows"] + rec["skipped"]),
+        )
+    r = result
+    if r.truncated:
+        warn(f"{r.truncated} text{'s' * (r.truncated != 1)} truncated to their max length", quiet)
+    if r.skipped:
+        warn(f"skipped {r.skipped} bad record{'s' * (r.skipped != 1)} (first: {r.first_bad})", quiet)
+    prov = r.manifest["provenance"]
+    where = f"{prov['model']}, {prov['dims']}-d, {r.manifest['device']}"
+    done = f"{r.reused} already done, " if r.reused else ""
+    if r.embedded:
+        rate = f"{r.texts / max(r.seconds, 1e-9):,.0f} texts/s"
+        how = f" · {r.actors} actor{'s' * (r.actors != 1)} × {r.threads} thread{'s' * (r.threads != 1)}"
+        say(
+            f"embedded {r.embedded} of {r.parts} parts ({r.texts:,} texts, {r.tokens:,} tokens; {done}"
+            f"{r.rows:,} records in all) in {r.seconds:.1f}s, {rate} · {where}{how} · {r.manifest_path}",
+            quiet,
+        )
+    else:
+        say(
+            f"embedded 0 of {r.parts} parts: all {r.parts} already done ({r.rows:,} records) · {where} · "
+            f"{r.manifest_path}",
+            quiet,
+        )

@@ -45,13 +45,13 @@ class Source:
     at random (a plain regular file), for formats that need that (Parquet).
     """
 
-    def __init__(self, path: str | None) -> None:
+    def __init__(self, path: str | None, name: str | None = None) -> None:
         if path in (None, "-"):
             self.name = "<stdin>"
             raw: BinaryIO = sys.stdin.buffer
             self._owned = False
         else:
-            self.name = str(path)
+            self.name = name or str(path)  # name: what messages call it (the path as the user gave it)
             try:
                 raw = open(path, "rb")  # noqa: SIM115 - closed in close()
             except OSError as e:
@@ -59,7 +59,7 @@ class Source:
             self._owned = True
         self._init(raw, None if path in (None, "-") else str(path))
 
-    def _init(self, raw: BinaryIO, path: str | None) -> None:
+    def _init(self, raw: BinaryIO, path: str | None, decompress: bool = True) -> None:
         self._f = raw
         self._raw = raw
         self._buf = b""
@@ -68,7 +68,7 @@ class Source:
         self.compression: str | None = None
         self.size = _regular_size(raw)
         head = self.peek(8)
-        if kind := sniff_compression(head):
+        if decompress and (kind := sniff_compression(head)):
             from embcli.io.compress import DecompressingReader
 
             self.compression = kind
@@ -77,12 +77,16 @@ class Source:
         self.path = path if self.size is not None and self.compression is None else None
 
     @classmethod
-    def from_file(cls, f: BinaryIO, name: str | None = None) -> Source:
-        """A source over an open binary file (left open: its owner closes it)."""
+    def from_file(cls, f: BinaryIO, name: str | None = None, *, decompress: bool = True) -> Source:
+        """A source over an open binary file (left open: its owner closes it).
+
+        ``decompress=False`` takes the bytes as they are: a slice of a plain file
+        (one part of it) whose first bytes happen to look like a compression magic.
+        """
         src = cls.__new__(cls)
         src.name = name or str(getattr(f, "name", "<file>"))
         src._owned = False
-        src._init(f, None)
+        src._init(f, None, decompress)
         return src
 
     def consumed(self) -> int | None:
@@ -251,14 +255,15 @@ VECTORS_HINT = (
 
 
 def iter_jsonl(
-    src: Source, fmt: str, text_field: str, bad: BadRecords, *, json_hint: str = JSONL_HINT
+    src: Source, fmt: str, text_field: str, bad: BadRecords, *, json_hint: str = JSONL_HINT, first_line: int = 1
 ) -> Iterator[Record]:
     """Records from JSONL (objects), or from plain text (``fmt`` "text": one text per line, as ``text_field``).
 
     ``json_hint`` goes with an invalid first line: it is the caller's, which knows its options.
+    ``first_line`` is the number of ``src``'s first line in its file (a part of a file starts later).
     """
     name = src.name
-    lineno = 0
+    lineno = first_line - 1
     while line := src.readline():
         lineno += 1
         if fmt == "text":

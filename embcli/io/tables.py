@@ -89,7 +89,9 @@ class _Lines:
         return text
 
 
-def iter_delimited(src: Source, delimiter: str, bad: BadRecords, *, infer_types: bool = False) -> Iterator[Record]:
+def iter_delimited(
+    src: Source, delimiter: str, bad: BadRecords, *, infer_types: bool = False, data_line: int | None = None
+) -> Iterator[Record]:
     """Records from CSV (``delimiter`` ",") or TSV ("\\t") with a header row, read as a stream.
 
     Quoting follows Python's csv module (RFC 4180 style, strict): a quoted field
@@ -104,6 +106,9 @@ def iter_delimited(src: Source, delimiter: str, bad: BadRecords, *, infer_types:
     becomes ``int``, any other finite one ``float`` ("1.5", "-2", "1e3"). Every
     other value stays a string: "" (never null), "nan", "inf", "007", "+1",
     "1.", " 1", "true"/"false", and integers beyond int64.
+
+    ``data_line``: ``src`` is the file's header followed by a later part of the
+    file, whose first line is line ``data_line`` of the file (lines are numbered so).
     """
     csv.field_size_limit(max(csv.field_size_limit(), _FIELD_LIMIT))
     name = src.name
@@ -137,6 +142,8 @@ def iter_delimited(src: Source, delimiter: str, bad: BadRecords, *, infer_types:
         if header is None:
             header = _check_header(row, name, start)
             width = len(header)
+            if data_line is not None:
+                lines.lineno = data_line - 1
             continue
         if len(row) != width:
             bad.handle(
@@ -189,8 +196,14 @@ def _infer(value: str) -> str | int | float:
 # --------------------------------------------------------------------------- Parquet / Arrow in
 
 
-def iter_table(src: Source, bad: BadRecords) -> Iterator[Record]:
+def iter_table(
+    src: Source, bad: BadRecords, *, groups: tuple[int, int] | None = None, first_row: int = 1
+) -> Iterator[Record]:
     """Records from Parquet, an Arrow IPC file or an Arrow IPC stream, one record batch at a time.
+
+    ``groups`` (start, stop) reads only those row groups (Parquet) or record
+    batches (Arrow IPC file): one part of the file, whose first row is row
+    ``first_row`` of the file.
 
     ``Record.line`` is the 1-based row (``by_row``). Columns become record fields:
 
@@ -222,15 +235,17 @@ def iter_table(src: Source, bad: BadRecords) -> Iterator[Record]:
         raise InputError(f"not a Parquet or Arrow file (no PAR1 or ARROW1 magic), {src.name}")
     label = "Parquet" if kind == "parquet" else "Arrow"
     pa = require_pyarrow(f"reading {label}")
-    with _TableInput(src, kind, pa) as batches:
-        yield from _records(batches, src, bad, label, pa)
+    if groups is not None and kind == "arrow-stream":
+        raise UsageError(f"an Arrow IPC stream cannot be read in parts, {src.name}")
+    with _TableInput(src, kind, pa, groups) as batches:
+        yield from _records(batches, src, bad, label, pa, first_row)
 
 
 class _TableInput:
     """The batches of a table input, with whatever file it opened closed at the end."""
 
-    def __init__(self, src: Source, kind: str, pa: Any) -> None:
-        self._src, self._kind, self._pa = src, kind, pa
+    def __init__(self, src: Source, kind: str, pa: Any, groups: tuple[int, int] | None = None) -> None:
+        self._src, self._kind, self._pa, self._groups = src, kind, pa, groups
         self._handles: list[Any] = []
         self.rows: int | None = None
 
@@ -257,15 +272,21 @@ class _TableInput:
             handle = pa.memory_map(target) if isinstance(target, str) else pa.PythonFile(target, mode="r")
             self._handles.append(handle)
             reader = pa.ipc.open_file(handle)
+            start, stop = self._groups or (0, reader.num_record_batches)
+            stop = min(stop, reader.num_record_batches)
             # For progress: batches are mapped, not read, so counting their rows is cheap.
-            self.rows = sum(reader.get_batch(i).num_rows for i in range(reader.num_record_batches))
-            return reader.schema, (reader.get_batch(i) for i in range(reader.num_record_batches))
+            self.rows = sum(reader.get_batch(i).num_rows for i in range(start, stop))
+            return reader.schema, (reader.get_batch(i) for i in range(start, stop))
         import pyarrow.parquet as pq
 
         pf = pq.ParquetFile(target)
         self._handles.append(pf)
-        self.rows = pf.metadata.num_rows  # for progress: the footer knows the total
-        return pf.schema_arrow, pf.iter_batches(batch_size=_BATCH_ROWS)
+        if self._groups is None:
+            self.rows = pf.metadata.num_rows  # for progress: the footer knows the total
+            return pf.schema_arrow, pf.iter_batches(batch_size=_BATCH_ROWS)
+        chosen = list(range(self._groups[0], min(self._groups[1], pf.metadata.num_row_groups)))
+        self.rows = sum(pf.metadata.row_group(i).num_rows for i in chosen)
+        return pf.schema_arrow, pf.iter_batches(batch_size=_BATCH_ROWS, row_groups=chosen)
 
     def __exit__(self, *exc: object) -> None:
         for h in reversed(self._handles):
@@ -353,7 +374,9 @@ def _reason(e: BaseException) -> str:
     return text if len(text) <= 160 else text[:157] + "..."
 
 
-def _records(batches: _Batches, src: Source, bad: BadRecords, label: str, pa: Any) -> Iterator[Record]:
+def _records(
+    batches: _Batches, src: Source, bad: BadRecords, label: str, pa: Any, first_row: int = 1
+) -> Iterator[Record]:
     schema = batches.schema
     names = list(schema.names)
     if len(set(names)) != len(names):
@@ -370,9 +393,9 @@ def _records(batches: _Batches, src: Source, bad: BadRecords, label: str, pa: An
     converters = [_converter(schema.field(i).type, pa) for i in range(len(names))]
     out_names = names if extra is None else [*names[: extra[0]], extra[1], *names[extra[0] :]]
     name = src.name
-    row = 0
+    row = first_row - 1
     if batches.total:  # progress by rows: pyarrow reads the file itself, so bytes read say nothing
-        src.progress = lambda: row / batches.total
+        src.progress = lambda: (row - first_row + 1) / batches.total
     for batch in batches:
         n = batch.num_rows
         cols = batches.guard(lambda b=batch: [conv(b.column(i)) for i, conv in enumerate(converters)])

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from typing import BinaryIO
 
 import numpy as np
 
 from embcli.errors import InputError
+from embcli.io.outputs import OutputSpec, record_writer, vector_writer
 from embcli.io.prefetch import chunked_prefetch
 from embcli.io.streams import BadRecords, Record, get_text
 from embcli.runtime.cache import EmbeddingCache, text_hash
@@ -105,3 +107,56 @@ def embed_records(
             for rec in chunk:
                 rec.extra.pop("key")
         yield chunk, vectors
+
+
+def write_embedded(
+    records: Iterable[Record],
+    encoder: Encoder,
+    out: BinaryIO,
+    spec: OutputSpec,
+    *,
+    text_field: str,
+    vector_field: str,
+    model_field: str,
+    bad: BadRecords,
+    stats: EmbedStats,
+    truncate: bool = True,
+    reserved: tuple[str, ...] = (),
+    cache: EmbeddingCache | None = None,
+    advance: Callable[[int], None] = lambda n: None,
+) -> None:
+    """Embed ``records`` and write them to ``out`` in ``spec``'s format: the bytes ``embcli embed`` writes.
+
+    Records get their vector as ``vector_field`` and the provenance as
+    ``model_field`` ('' leaves it out); NPY gets the vectors alone. ``advance``
+    is told how many records went out after each chunk (progress).
+    """
+    chunks = embed_records(
+        records,
+        encoder,
+        text_field=text_field,
+        bad=bad,
+        stats=stats,
+        truncate=truncate,
+        reserved=reserved,
+        cache=cache,
+    )
+    if spec.format == "npy":
+        npy = vector_writer(out, spec)
+        for recs, vecs in chunks:
+            npy.write(vecs)
+            npy.flush()
+            advance(len(recs))
+        npy.close(width=encoder.dim)
+        return
+    writer = record_writer(out, spec, vector_field=vector_field, provenance_field=model_field or None)
+    provenance = encoder.provenance()
+    for recs, vecs in chunks:
+        for rec, vec in zip(recs, vecs, strict=True):
+            rec.data[vector_field] = vec
+            if model_field:
+                rec.data[model_field] = provenance
+        writer.write_many([rec.data for rec in recs])
+        writer.flush()
+        advance(len(recs))
+    writer.close()

@@ -1,0 +1,207 @@
+"""embcli on Ray: ``embed --engine ray`` (parts, manifest, resume, errors) and ``Embedder`` for Ray Data.
+
+One local Ray cluster for the module (2 CPUs, no dashboard, a small object
+store), shut down afterwards; the CLI runs in subprocesses that join it through
+``RAY_ADDRESS``, as a cron job would join a real one. Every test has a hard
+timeout (SIGALRM): a Ray job that hangs fails its test instead of the run.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import orjson
+import pytest
+from conftest import DATA, ROOT, cli
+
+ray = pytest.importorskip("ray")
+ray_data = pytest.importorskip("ray.data")
+pytest.importorskip("pyarrow")
+
+TIMEOUT = 120  # seconds, per test (and for starting the cluster)
+
+
+def _alarm(signum: int, frame: object) -> None:
+    raise TimeoutError(f"test ran longer than {TIMEOUT}s")
+
+
+@pytest.fixture(autouse=True)
+def hard_timeout() -> Iterator[None]:
+    old = signal.signal(signal.SIGALRM, _alarm)
+    signal.alarm(TIMEOUT)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[str]:
+    """A local Ray cluster for this module; its address, for the CLI's RAY_ADDRESS."""
+    old = signal.signal(signal.SIGALRM, _alarm)
+    signal.alarm(TIMEOUT)
+    try:
+        ctx = ray.init(
+            num_cpus=2,
+            include_dashboard=False,
+            object_store_memory=200 * 1024 * 1024,
+            logging_level=logging.ERROR,
+            log_to_driver=False,
+            # Workers import this checkout's embcli, as the driver does.
+            runtime_env={"env_vars": {"PYTHONPATH": str(ROOT), "EMBCLI_GRAPHS_DIR": os.environ["EMBCLI_GRAPHS_DIR"]}},
+        )
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+    try:
+        ray_data.DataContext.get_current().enable_progress_bars = False
+        yield ctx.address_info["address"]
+    finally:
+        ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory) -> tuple[Path, Path]:
+    """Two real JSONL inputs: a.jsonl (60 lines: two parts of 30) and b.jsonl (20 lines: one part)."""
+    d = tmp_path_factory.mktemp("inputs")
+    lines = (DATA / "stdlib-docs.jsonl").read_bytes().splitlines(keepends=True)
+    a, b = d / "a.jsonl", d / "b.jsonl"
+    a.write_bytes(b"".join(lines[:60]))
+    b.write_bytes(b"".join(lines[60:80]))
+    return a, b
+
+
+def ray_cli(address: str, *args: str):
+    return cli(*args, env={"RAY_ADDRESS": address})
+
+
+def test_parts_are_the_bytes_of_one_embed_and_a_rerun_does_nothing(cluster, inputs, tmp_path) -> None:
+    a, b = inputs
+    out = tmp_path / "vec"
+    r = ray_cli(cluster, "embed", "--engine", "ray", str(a), str(b), "-o", str(out), "--part-rows", "30")
+    assert r.code == 0, r.err
+    assert r.out == b""
+    assert "embedded 3 of 3 parts (80 texts" in r.err, r.err
+    parts = sorted(out.glob("part-*.jsonl"))
+    assert [p.name for p in parts] == ["part-00000.jsonl", "part-00001.jsonl", "part-00002.jsonl"]
+
+    single = cli("embed", "-q", str(a), str(b))
+    assert single.code == 0, single.err
+    assert b"".join(p.read_bytes() for p in parts) == single.out  # byte-identical, concatenated in order
+
+    manifest = orjson.loads((out / "_manifest.json").read_bytes())
+    assert manifest["rows"] == 80
+    assert [(p["input"], p["rows"]) for p in manifest["parts"]] == [(str(a), 30), (str(a), 30), (str(b), 20)]
+    assert [p["first"] for p in manifest["parts"]] == [1, 31, 1]
+    assert [i["path"] for i in manifest["inputs"]] == [str(a), str(b)]
+    assert manifest["provenance"]["model"] == "all-MiniLM-L6-v2" and manifest["device"] == "cpu"
+    assert len(manifest["graph_sha256"]) == 64
+    import hashlib
+
+    assert [p["sha256"] for p in manifest["parts"]] == [hashlib.sha256(p.read_bytes()).hexdigest() for p in parts]
+
+    # The same job again: every part is found done (its record's key and its file's sha256), nothing runs.
+    # Detected by the summary line ("embedded 0 of 3 parts") and by the part files, left untouched.
+    stamps = [p.stat().st_mtime_ns for p in parts]
+    again = ray_cli(cluster, "embed", "--engine", "ray", str(a), str(b), "-o", str(out), "--part-rows", "30")
+    assert again.code == 0, again.err
+    assert "embedded 0 of 3 parts: all 3 already done (80 records)" in again.err, again.err
+    assert [p.stat().st_mtime_ns for p in parts] == stamps
+    assert orjson.loads((out / "_manifest.json").read_bytes()) == manifest
+
+
+def test_a_bad_record_fails_the_job_with_its_file_and_line_and_no_manifest(cluster, inputs, tmp_path) -> None:
+    a, _ = inputs
+    lines = a.read_bytes().splitlines(keepends=True)
+    bad = tmp_path / "bad.jsonl"
+    bad.write_bytes(b"".join([*lines[:44], b'{"text": 7}\n', *lines[44:]]))  # line 45: in the second part
+    out = tmp_path / "vec"
+    r = ray_cli(cluster, "embed", "--engine", "ray", str(bad), "-o", str(out), "--part-rows", "30")
+    assert r.code == 3, r.err
+    assert r.err.strip().splitlines()[-1] == f"embcli: error: field 'text' is a number, not a string, {bad} line 45"
+    assert not (out / "_manifest.json").exists()
+    single = cli("embed", str(bad))  # the message a single-process embed gives
+    assert single.code == 3 and single.err.strip().splitlines()[-1] == r.err.strip().splitlines()[-1]
+
+
+def test_graph_pinned_by_the_driver_is_checked_by_every_actor(cluster, inputs, tmp_path) -> None:
+    from embcli.errors import IncompatibleError
+    from embcli.integrations.ray import Embedder, embed_job
+
+    a, _ = inputs
+    with pytest.raises(IncompatibleError, match="but the job pinned 0000000000000000"):
+        embed_job([str(a)], str(tmp_path / "vec"), graph_sha256="0" * 64, actors=1)
+    assert not (tmp_path / "vec" / "_manifest.json").exists()
+    with pytest.raises(IncompatibleError, match="runs graph sha256"):
+        Embedder(graph_sha256="f" * 64, threads=1)
+
+
+def test_embedder_in_ray_data_gives_the_vectors_of_encoder_embed(cluster) -> None:
+    from embcli.api.encoding import Encoder
+    from embcli.integrations.ray import Embedder, pinned_graph
+
+    rows = [orjson.loads(line) for line in (DATA / "stdlib-docs.jsonl").read_bytes().splitlines()[:40]]
+    items = [{"id": r["id"], "text": r["text"]} for r in rows]
+    ds = ray_data.from_items(items).map_batches(
+        Embedder,
+        fn_constructor_kwargs={"graph_sha256": pinned_graph(), "threads": 1},
+        batch_format="pyarrow",
+        batch_size=16,
+        compute=ray_data.ActorPoolStrategy(size=1),
+        num_cpus=0.5,
+    )
+    got = {row["id"]: np.asarray(row["embedding"], dtype=np.float32) for row in ds.take_all()}
+    want = Encoder(threads=1).embed([r["text"] for r in rows])
+    assert sorted(got) == sorted(r["id"] for r in rows)
+    assert np.array_equal(np.stack([got[r["id"]] for r in rows]), want)
+
+
+def test_embed_arrow_adds_the_vector_column_and_provenance_as_embcli_writes_them(tmp_path) -> None:
+    import pyarrow as pa
+
+    from embcli.api import Encoder, embed_arrow, read_records
+    from embcli.errors import InputError
+
+    enc = Encoder(threads=1)
+    batch = pa.RecordBatch.from_pylist([{"id": 1, "text": "first text"}, {"id": 2, "text": "second"}])
+    out = embed_arrow(batch, enc)
+    assert out.schema.names == ["id", "text", "embedding"]
+    assert out.schema.field("embedding").type == pa.list_(pa.float32(), enc.dims)
+    assert np.array_equal(np.stack(out.column(2).to_numpy(zero_copy_only=False)), enc.embed(["first text", "second"]))
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.Table.from_batches([out]), tmp_path / "x.parquet")
+    back = list(read_records(str(tmp_path / "x.parquet")))
+    assert back[0]["embedding_model"] == enc.provenance  # embcli reads the provenance back from the metadata
+
+    with pytest.raises(InputError, match="field 'text' is null, not a string, <batch> row 2"):
+        embed_arrow(pa.RecordBatch.from_pylist([{"text": "a"}, {"text": None}]), enc)
+    kept = embed_arrow(pa.RecordBatch.from_pylist([{"text": "a"}, {"text": ""}]), enc, skip_bad=True)
+    assert kept.num_rows == 1
+    with pytest.raises(InputError, match="already has a 'embedding' column"):
+        embed_arrow(out, enc)
+
+
+def test_usage_errors_need_no_cluster(tmp_path, inputs) -> None:
+    a, _ = inputs
+    r = cli("embed", "--engine", "ray", "-o", str(tmp_path / "vec"), input='{"text": "x"}\n')
+    assert r.code == 2 and "not stdin" in r.err, r.err
+    r = cli("embed", "--engine", "ray", str(a))
+    assert r.code == 2 and "give -o DIR" in r.err, r.err
+    r = cli("embed", "--actors", "2", str(a))
+    assert r.code == 2 and "--engine ray" in r.err, r.err
+    # Without Ray installed (a stand-in package that fails to import): exit 2, naming the extra.
+    fake = tmp_path / "noray" / "ray"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text("raise ImportError('No module named ray')\n")
+    r = cli(
+        "embed", "--engine", "ray", str(a), "-o", str(tmp_path / "vec"), env={"PYTHONPATH": f"{fake.parent}:{ROOT}"}
+    )
+    assert r.code == 2, r.err
+    assert "pip install 'embcli[ray]'" in r.err
