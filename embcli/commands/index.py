@@ -261,7 +261,7 @@ def _index_sharded(
     """`index --shards N` (or into a sharded index): route the records to shard files, build the shards, commit."""
     from embcli.search.ingest import prepare_rows
 
-    with progress("routing", "vectors", quiet, fraction=inputs.fraction) as bar:
+    with progress("routing", "vectors", quiet, fraction=inputs.share) as bar:
         rows = writer.route(prepare_rows(inputs.embedded(ingest.vector_field, bad), ingest, bad), bar.advance)
         elapsed = bar.elapsed()
     if rows == 0:
