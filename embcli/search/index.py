@@ -108,20 +108,7 @@ def read_manifest(path: Path) -> dict:
                 hint="build it again with --force",
             ) from None
         raise IncompatibleError(f"not an embcli index (no {MANIFEST}), {path}") from None
-    with open(fd, "rb") as f:
-        raw = f.read(MANIFEST_MAX + 1)
-    if len(raw) > MANIFEST_MAX:
-        raise IncompatibleError(f"corrupt index manifest (over {MANIFEST_MAX:,} bytes), {path / MANIFEST}")
-    try:
-        m = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        raise IncompatibleError(f"corrupt index manifest (not JSON), {path / MANIFEST}") from None
-    if not isinstance(m, dict) or m.get("format") != FORMAT:
-        raise IncompatibleError(f"not an embcli index manifest, {path / MANIFEST}")
-    if m.get("version") != VERSION:
-        raise IncompatibleError(
-            f"index format version {m.get('version')} is not supported (this embcli reads {VERSION}), {path}"
-        )
+    m = read_format_json(fd, path / MANIFEST, "index manifest", MANIFEST_MAX, (FORMAT, VERSION), "index", path)
     try:
         ok = (
             isinstance(m["dims"], int)
@@ -156,6 +143,32 @@ def _open_regular(p: Path, what: str) -> int:
         os.close(fd)
         raise IncompatibleError(f"{what} is not a regular file, {p}")
     return fd
+
+
+def read_format_json(
+    fd: int, p: Path, what: str, limit: int, format_version: tuple[str, int], kind: str, where: Path
+) -> dict:
+    """The JSON object in ``fd`` (a file of embcli's own: a manifest, shards.json), checked.
+
+    At most ``limit`` bytes are read; it must be an object of embcli's ``format`` at
+    the ``version`` this embcli reads. Anything else is one IncompatibleError.
+    """
+    fmt, version = format_version
+    with open(fd, "rb") as f:
+        raw = f.read(limit + 1)
+    if len(raw) > limit:
+        raise IncompatibleError(f"corrupt {what} (over {limit:,} bytes), {p}")
+    try:
+        m = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise IncompatibleError(f"corrupt {what} (not JSON), {p}") from None
+    if not isinstance(m, dict) or m.get("format") != fmt:
+        raise IncompatibleError(f"not an embcli {what}, {p}")
+    if m.get("version") != version:
+        raise IncompatibleError(
+            f"{kind} format version {m.get('version')} is not supported (this embcli reads {version}), {where}"
+        )
+    return m
 
 
 def _open_index_file(p: Path) -> int:

@@ -63,6 +63,7 @@ from embcli.search.index import (
     check_same_model,
     disk_bytes,
     open_shards,
+    read_format_json,
     read_manifest,
     verify_index,
 )
@@ -110,20 +111,7 @@ def read_shards(path: str | os.PathLike) -> dict:
         fd = _open_regular(p, SHARDS)  # a FIFO or a device planted there is refused, never read
     except FileNotFoundError:
         raise IncompatibleError(f"not a sharded index (no {SHARDS}), {root}") from None
-    with open(fd, "rb") as f:
-        raw = f.read(SHARDS_MAX_BYTES + 1)
-    if len(raw) > SHARDS_MAX_BYTES:
-        raise IncompatibleError(f"corrupt {SHARDS} (over {SHARDS_MAX_BYTES:,} bytes), {p}")
-    try:
-        m = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        raise IncompatibleError(f"corrupt {SHARDS} (not JSON), {p}") from None
-    if not isinstance(m, dict) or m.get("format") != FORMAT:
-        raise IncompatibleError(f"not an embcli {SHARDS}, {p}")
-    if m.get("version") != VERSION:
-        raise IncompatibleError(
-            f"sharded index format version {m.get('version')} is not supported (this embcli reads {VERSION}), {p}"
-        )
+    m = read_format_json(fd, p, SHARDS, SHARDS_MAX_BYTES, (FORMAT, VERSION), "sharded index", p)
     routing = m.get("routing")
     if not isinstance(routing, dict) or routing.get("rule") != ROUTING:
         raise IncompatibleError(f"sharded index routed by an unknown rule ({m.get('routing')!r}), {p}")
