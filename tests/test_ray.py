@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import orjson
 import pytest
-from conftest import DATA, ROOT, cli
+from conftest import DATA, ROOT, cli, cli_inproc
 
 ray = pytest.importorskip("ray")
 ray_data = pytest.importorskip("ray.data")
@@ -205,3 +205,118 @@ def test_usage_errors_need_no_cluster(tmp_path, inputs) -> None:
     )
     assert r.code == 2, r.err
     assert "pip install 'embcli[ray]'" in r.err
+    r = cli(
+        "index", "--engine", "ray", str(a), "-o", str(tmp_path / "x.idx"), env={"PYTHONPATH": f"{fake.parent}:{ROOT}"}
+    )
+    assert r.code == 2 and "pip install 'embcli[ray]'" in r.err, r.err
+    r = cli("index", "--engine", "ray", str(a), "-o", str(tmp_path / "x.idx"))
+    assert r.code == 2 and "--engine ray builds a sharded index: give --shards N" in r.err, r.err
+    assert not (tmp_path / "x.idx").exists()
+
+
+# --------------------------------------------------------------------------- index --engine ray
+
+QUERIES = ["http client library", "read and write YAML files", "testing framework", "date and time parsing"]
+
+
+def _exact(idx: Path) -> list[list[tuple[object, float]]]:
+    """`search --exact` over every query: ids and scores, in rank order."""
+    args = [a for q in QUERIES for a in ("--query", q)]
+    r = cli_inproc("search", "-q", str(idx), "--exact", "-k", "10", *args)
+    assert r.code == 0, r.err
+    return [[(h["id"], h["score"]) for h in rec["results"]] for rec in r.records()]
+
+
+def _same_shards(a: Path, b: Path) -> None:
+    """Two sharded indexes hold the same bytes: every shard's files (usearch graph, SQLite payloads, floats),
+    and every manifest and shards.json but for their timestamps."""
+    from embcli.search.index import read_manifest
+    from embcli.search.shards import read_shards
+
+    def strip(m: dict) -> dict:
+        return {k: v for k, v in m.items() if k not in ("created", "updated")}
+
+    assert strip(read_shards(a)) == strip(read_shards(b))
+    for name in read_shards(a)["shards"]:
+        ma, mb = read_manifest(a / name), read_manifest(b / name)
+        assert strip(ma) == strip(mb), name  # the files' names, sizes and sha256 included
+        files = sorted(f["name"] for f in ma["files"].values())
+        assert files == sorted(p.name for p in (a / name).glob("*.*.*")) and len(files) >= 2
+        assert all((a / name / f).read_bytes() == (b / name / f).read_bytes() for f in files), name
+
+
+def _shard_ids(idx: Path) -> list[set]:
+    from embcli.search.index import IndexReader
+    from embcli.search.shards import read_shards
+
+    out = []
+    for name in read_shards(idx)["shards"]:
+        reader = IndexReader(idx / name)
+        try:
+            out.append({orjson.loads(i) for (i,) in reader.db.execute("SELECT id FROM items")})
+        finally:
+            reader.close()
+    return out
+
+
+def test_index_on_ray_is_the_local_sharded_index(cluster, examples_vec, tmp_path) -> None:
+    from embcli.search.shards import shard_of
+
+    ray_idx, local, one = tmp_path / "ray.idx", tmp_path / "local.idx", tmp_path / "one.idx"
+    r = ray_cli(cluster, "index", "--engine", "ray", str(examples_vec), "-o", str(ray_idx), "--shards", "4")
+    assert r.code == 0, r.err
+    assert "indexed 300 vectors (300 new, 0 replaced)" in r.err and "on Ray" in r.err, r.err
+    for args in (("--shards", "4", "-o", str(local)), ("-o", str(one))):
+        assert cli_inproc("index", "-q", str(examples_vec), *args).code == 0
+    _same_shards(ray_idx, local)
+    hits = _exact(ray_idx)
+    assert hits == _exact(local) == _exact(one) and all(len(h) == 10 for h in hits)
+    # Every id in exactly one shard: the one it routes to.
+    ids = [orjson.loads(line)["id"] for line in examples_vec.read_bytes().splitlines()]
+    per_shard = _shard_ids(ray_idx)
+    assert sum(map(len, per_shard)) == len(ids) == len(set().union(*per_shard))
+    assert all(shard_of(i, 4) == s for s, held in enumerate(per_shard) for i in held)
+
+    # --append on Ray: changed payloads land in their shards only, as a local append puts them.
+    records = [orjson.loads(line) for line in examples_vec.read_bytes().splitlines()[10:13]]
+    changed = tmp_path / "changed.jsonl"
+    changed.write_bytes(b"".join(orjson.dumps(dict(rec, text=f"changed {rec['id']}")) + b"\n" for rec in records))
+    r = ray_cli(cluster, "index", "--engine", "ray", "--append", str(changed), "-o", str(ray_idx))
+    assert r.code == 0, r.err
+    touched = len({shard_of(rec["id"], 4) for rec in records})
+    assert "(0 new, 3 replaced)" in r.err and f"4 shards ({touched} written)" in r.err, r.err
+    assert cli_inproc("index", "-q", "--append", str(changed), "-o", str(local)).code == 0
+    _same_shards(ray_idx, local)
+
+
+def test_index_on_ray_with_a_bad_record_fails_with_its_file_and_line_and_no_shards_json(
+    cluster, examples_vec, tmp_path
+) -> None:
+    lines = examples_vec.read_bytes().splitlines(keepends=True)
+    rec = orjson.loads(lines[44])
+    bad = tmp_path / "bad.jsonl"
+    bad.write_bytes(b"".join([*lines[:44], orjson.dumps(dict(rec, id=[1])) + b"\n", *lines[45:]]))
+    out = tmp_path / "docs.idx"
+    r = ray_cli(cluster, "index", "--engine", "ray", str(bad), "-o", str(out), "--shards", "4")
+    assert r.code == 3, r.err
+    assert r.err.strip().splitlines()[-1] == f"embcli: error: id must be a string or an integer, {bad} line 45"
+    assert not (out / "shards.json").exists() and not out.exists()  # a new index leaves nothing behind
+
+
+def test_a_shard_task_that_fails_fails_the_build_and_leaves_no_shards_json(cluster, examples_vec, tmp_path) -> None:
+    """A failure on the cluster (here: a shard's spool file gone) comes back typed; the new index is removed."""
+    from embcli.errors import EmbcliError
+    from embcli.integrations.ray import build_shards
+    from embcli.search.index import IndexOptions
+    from embcli.search.ingest import Row
+    from embcli.search.shards import ShardedWriter
+
+    records = [orjson.loads(line) for line in examples_vec.read_bytes().splitlines()[:40]]
+    rows = [Row(r["id"], {"text": r["text"]}, np.asarray(r["embedding"], dtype=np.float32), None) for r in records]
+    out = tmp_path / "docs.idx"
+    with ShardedWriter(out, IndexOptions(), shards=4) as w:
+        assert w.route(rows) == 40
+        w.spool.file(2).unlink()
+        with pytest.raises(EmbcliError, match=r"cannot read spool file: .*shard-00002\.pickle"):
+            build_shards(w)
+    assert not out.exists()

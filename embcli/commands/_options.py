@@ -12,6 +12,7 @@ from embcli import choices
 IO = "Input and output"
 MODEL = "Model"
 SPEED = "Performance"
+SCALE = "Scale out"
 
 
 def choice(name: str, values: tuple[str, ...]) -> type[Enum]:
@@ -25,6 +26,7 @@ OutputFormat = choice("OutputFormat", choices.OUTPUT_FORMATS)
 Compression = choice("Compression", choices.COMPRESSIONS)
 Device = choice("Device", choices.DEVICES)
 Pooling = choice("Pooling", choices.POOLINGS)
+Engine = choice("Engine", ("local", "ray"))
 
 
 def value(choice: Enum | None) -> str | None:

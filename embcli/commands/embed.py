@@ -61,8 +61,8 @@ CacheOpt = o.option(
     panel=o.SPEED,
 )
 NoCacheOpt = o.option(bool, "--no-cache", help="Ignore $EMBCLI_CACHE for this run.", panel=o.SPEED)
-SCALE = "Scale out"
-Engine = o.choice("Engine", ("local", "ray"))
+SCALE = o.SCALE
+Engine = o.Engine
 EngineOpt = o.option(
     Engine,
     "--engine",

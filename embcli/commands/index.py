@@ -102,6 +102,15 @@ ShardsOpt = o.option(
     "one index; --append and --delete-ids rewrite only the shards their ids route to.",
     panel=INDEX,
 )
+EngineOpt = o.option(
+    o.Engine,
+    "--engine",
+    help="local: this process builds the shards (--threads at a time). ray: each shard is built by a task on a "
+    "Ray cluster ($RAY_ADDRESS, else a local one), one thread each; this process reads and routes the records "
+    "and writes shards.json. The same index either way. Needs --shards N (or a sharded -o to --append to: "
+    "only the shards its ids route to are rebuilt), -o on a filesystem every node sees, and the ray extra.",
+    panel=o.SCALE,
+)
 
 
 class IndexCommand(TyperCommand):
@@ -139,6 +148,7 @@ def index(
     on_error: o.OnErrorOpt = o.OnError.fail,
     threads: ThreadsOpt = 1,
     shards: ShardsOpt = None,
+    engine: EngineOpt = o.Engine.local,
     quiet: o.Quiet = False,
 ) -> None:
     """Index embedded records (JSONL, Parquet, Arrow, CSV with a vector; or NPY) for `embcli search`.
@@ -149,7 +159,8 @@ def index(
     atomic: a crash leaves the previous index loadable. Opening an index checks
     sizes, headers and the graph's structure; `embcli index verify PATH` also
     checks every checksum. `--shards N` builds a sharded index (a directory of
-    N indexes and shards.json), used as one path.
+    N indexes and shards.json), used as one path; with `--engine ray` its
+    shards are built on a Ray cluster.
     """
     from embcli.api.encoding import ensure_model
     from embcli.errors import UsageError
@@ -164,6 +175,9 @@ def index(
     if shards is not None and (verify or info or delete_ids is not None):
         raise UsageError("--shards is for building an index; --verify, --info and --delete-ids read its shards.json")
     target = input[0] if input else None
+    on_ray = engine is o.Engine.ray
+    if on_ray:
+        _check_ray(verify or info or delete_ids is not None, threads)
     if json_ and not info:
         raise UsageError("--json goes with --info (embcli index info PATH --json)")
     if info:
@@ -206,6 +220,11 @@ def index(
         return
     if not output:
         raise UsageError("give the index path with -o PATH")
+    if on_ray and not wants_shards(output, shards):
+        raise UsageError(
+            "--engine ray builds a sharded index: give --shards N",
+            hint="each of the N shards is built by one Ray task; drop --engine ray to build one index here",
+        )
 
     options = IndexOptions(metric.value, dtype.value, connectivity, expansion_add, expansion_search, keep_floats)
     bad = BadRecords(skip=on_error is o.OnError.skip)
@@ -219,7 +238,7 @@ def index(
             output, options, shards=shards, append=append, force=force, store_text=store_text, text_field=text_field
         )
         with sharded:
-            _index_sharded(sharded, inputs, ingest, bad, output, threads, quiet)
+            _index_sharded(sharded, inputs, ingest, bad, output, threads, on_ray, quiet)
         return
     writer = IndexWriter(
         output, options, append=append, force=force, store_text=store_text, text_field=text_field, threads=threads
@@ -256,20 +275,31 @@ def _index_sharded(
     bad: BadRecords,
     output: str,
     threads: int,
+    on_ray: bool,
     quiet: bool,
 ) -> None:
-    """`index --shards N` (or into a sharded index): route the records to shard files, build the shards, commit."""
+    """`index --shards N` (or into a sharded index): route the records to shard files, build the shards, commit.
+
+    Routing and the commit run here for either engine; only the builds go to Ray's tasks with --engine ray.
+    """
     from embcli.search.ingest import prepare_rows
 
     with progress("routing", "vectors", quiet, fraction=inputs.share) as bar:
         rows = writer.route(prepare_rows(inputs.embedded(ingest.vector_field, bad), ingest, bad), bar.advance)
         elapsed = bar.elapsed()
-    if rows == 0:
+    if rows == 0:  # before any cluster is started or joined
         say(f"no vectors in the input; {output} left as it was", quiet)
         return
     todo = writer.pending()
+    how = ""
     with progress("building", "shards", quiet, total=len(todo)) as bar:
-        writer.build(threads, lambda i: bar.advance(1))
+        if on_ray:
+            from embcli.integrations.ray import build_shards
+
+            width = build_shards(writer, lambda i: bar.advance(1))
+            how = f" on Ray ({width} task{'s' * (width != 1)} at a time)"
+        else:
+            writer.build(threads, lambda i: bar.advance(1))
         elapsed += bar.elapsed()
     done = writer.commit()
     if summary := bad.summary():
@@ -278,11 +308,27 @@ def _index_sharded(
         warn("no model is recorded for these vectors: search will take vector queries only (see --model)", quiet)
     m = done.meta
     say(
-        f"indexed {rows:,} vectors ({done.added:,} new, {done.replaced:,} replaced) in {elapsed:.1f}s → "
+        f"indexed {rows:,} vectors ({done.added:,} new, {done.replaced:,} replaced) in {elapsed:.1f}s{how} → "
         f"{output}: {m['n']} shards ({len(done.touched)} written), {done.count:,} vectors, "
         f"{m['dims']}-d {m['dtype']} {m['metric']}, {done.bytes / 1e6:,.1f} MB",
         quiet,
     )
+
+
+def _check_ray(other_mode: bool, threads: int) -> None:
+    """`index --engine ray`: what it builds, and Ray installed (exit 2 naming the extra), before anything is read."""
+    from embcli.errors import UsageError
+
+    if other_mode:
+        raise UsageError("--engine ray builds shards; --verify, --info and --delete-ids run here: drop --engine ray")
+    if threads != 1:
+        raise UsageError(
+            "--threads is for the local engine: with --engine ray each shard is built with one thread "
+            "(the same graph every run), as many at once as the cluster has CPUs"
+        )
+    from embcli.integrations.ray import require_ray
+
+    require_ray()
 
 
 def _info(output: str | None, input: str | None, as_json: bool, other_mode: bool) -> None:

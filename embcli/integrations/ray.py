@@ -1,4 +1,5 @@
-"""embcli on Ray: ``embed --engine ray`` (parts over actors) and ``Embedder`` for Ray Data.
+"""embcli on Ray: ``embed --engine ray`` (parts over actors), ``index --engine ray`` (shards built by tasks)
+and ``Embedder`` for Ray Data.
 
 Needs the ``ray`` extra (``pip install 'embcli[ray]'``); Ray is imported only
 when a function here runs, so importing this module costs nothing.
@@ -8,7 +9,8 @@ caller), else ``$RAY_ADDRESS`` (``auto``, ``ray://head:10001``), else a local
 Ray cluster on this machine (all its cores), shut down afterwards. Inputs and
 the output directory must be paths every node can read and write (one
 machine, or a shared filesystem): each actor reads its part and writes its
-part file itself.
+part file itself, and each shard task reads its shard's spool file and writes
+its shard inside the index directory.
 
 Ray Data::
 
@@ -38,7 +40,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from embcli.errors import EmbcliError, UsageError
 from embcli.integrations.embedjob import (
@@ -53,13 +55,22 @@ from embcli.integrations.embedjob import (
     raise_error,
 )
 
-__all__ = ["EmbedResult", "Embedder", "cluster", "embed_job", "pinned_graph", "require_ray"]
+if TYPE_CHECKING:
+    from embcli.search.shards import ShardedWriter, ShardTask
+
+__all__ = ["EmbedResult", "Embedder", "build_shards", "cluster", "embed_job", "pinned_graph", "require_ray"]
 
 EXTRA_HINT = "pip install 'embcli[ray]'"
 # How long actors may take to start (a model to load, maybe a graph to build, a node to join).
 START_TIMEOUT = 900.0
 # Environment a worker needs to resolve the same model and graph as the driver.
 _PASSED_ENV = ("HF_HUB_OFFLINE", "HF_HOME", "XDG_CACHE_HOME")
+# A shard task builds with one thread, yet reserves half a CPU: whole-CPU reservations are what stall
+# Ray Data when its readers and writers find no CPU left (ray-project/ray#44687), and a task still
+# finds room beside an embed job's actors or a Ray Data pipeline holding most CPUs. How many build at
+# once is bounded by the driver instead (one task in flight per cluster CPU), which bounds memory too:
+# a task holds its whole shard.
+SHARD_TASK_CPUS = 0.5
 
 
 def require_ray() -> Any:
@@ -184,19 +195,8 @@ class PartActor:
         import ray
 
         info["node"] = ray.get_runtime_context().get_node_id()
-        driver = self._driver
-        if info["embcli"] != driver["embcli"] or (
-            info["node"] == driver.get("node") and info["package"] != driver["package"]
-        ):
-            return {
-                "error": error_dict(
-                    UsageError(
-                        f"a Ray worker imports embcli {info['embcli']} from {info['package']}, the driver "
-                        f"embcli {driver['embcli']} from {driver['package']}",
-                        hint="install the same embcli on every node (or set PYTHONPATH for the workers)",
-                    )
-                )
-            }
+        if (wrong := _other_embcli(info, self._driver)) is not None:
+            return {"error": wrong}
         return info
 
     def embed(self, part: Any, key: dict) -> dict:
@@ -206,6 +206,34 @@ class PartActor:
             return self._embedder.embed(part, key)
         except EmbcliError as e:
             return {"error": error_dict(e)}
+
+
+def _driver_info(ray: Any) -> dict:
+    """The driver's embcli (version, package directory) and node, for workers to compare theirs with."""
+    import embcli
+
+    driver = {"embcli": embcli.__version__, "package": os.path.dirname(os.path.abspath(embcli.__file__))}
+    with contextlib.suppress(Exception):  # a Ray Client driver is on no node of the cluster
+        driver["node"] = ray.get_runtime_context().get_node_id()
+    return driver
+
+
+def _other_embcli(info: dict, driver: dict) -> dict | None:
+    """The error (as data) when a worker imports another embcli than the driver, else None.
+
+    The package directory is compared only on the driver's own node: elsewhere it may live at another path.
+    """
+    if info["embcli"] != driver["embcli"] or (
+        info["node"] == driver.get("node") and info["package"] != driver["package"]
+    ):
+        return error_dict(
+            UsageError(
+                f"a Ray worker imports embcli {info['embcli']} from {info['package']}, the driver "
+                f"embcli {driver['embcli']} from {driver['package']}",
+                hint="install the same embcli on every node (or set PYTHONPATH for the workers)",
+            )
+        )
+    return None
 
 
 def embed_job(
@@ -290,14 +318,10 @@ def _run(
     The actors go with the job: killed here when the caller's cluster outlives it, else with the
     connection (killing actors mid-part would have Ray announce retries that will never come).
     """
-    import embcli
-
     todo = deque(job.todo)
     res = ray.cluster_resources()
     n, t, reserve = actor_sizes(len(todo), res.get("CPU", 1.0), res.get("GPU", 0.0), actors, threads, gpus_per_actor)
-    driver = {"embcli": embcli.__version__, "package": os.path.dirname(os.path.abspath(embcli.__file__))}
-    with contextlib.suppress(Exception):  # a Ray Client driver is on no node of the cluster
-        driver["node"] = ray.get_runtime_context().get_node_id()
+    driver = _driver_info(ray)
     remote = ray.remote(PartActor).options(
         num_cpus=reserve,
         num_gpus=gpus_per_actor or 0,
@@ -346,6 +370,83 @@ def _run(
                 with contextlib.suppress(Exception):
                     ray.kill(actor)
     return n, t, finished
+
+
+# --------------------------------------------------------------------------- sharded indexes
+
+
+def build_shards(writer: ShardedWriter, on_shard: Callable[[int], None] = lambda i: None) -> int:
+    """Build the shards ``writer`` routed rows to (``ShardedWriter.route`` first) as Ray tasks, one per shard.
+
+    What the local engine runs (``ShardTask.run``: ``build_shard`` on the shard's spooled rows), on the
+    cluster instead of this machine's threads; the caller then commits (``ShardedWriter.commit``), so
+    the index is byte-for-byte the one ``ShardedWriter.build`` gives. Each shard builds with one
+    thread. The first failure cancels the other tasks and raises it; a new index is then removed
+    by ``ShardedWriter.close`` as after a local failure. ``on_shard`` hears each shard as it is done.
+    Returns how many tasks ran at most at once.
+    """
+    with cluster() as (ray, _owned):
+        # The cluster first: --force removes the old index when the build begins (writer.tasks).
+        res = ray.cluster_resources()
+        tasks = writer.tasks(threads=1)
+        width = max(1, min(len(tasks), int(res.get("CPU", 1.0))))
+        remote = ray.remote(_shard_task).options(
+            num_cpus=SHARD_TASK_CPUS,
+            scheduling_strategy="SPREAD",  # shards are memory- and disk-heavy: across nodes, not packed on one
+            max_retries=2,  # a worker that dies: the task runs again (ShardTask.force rebuilds its shard)
+            runtime_env={"env_vars": worker_env()},
+        )
+        driver = _driver_info(ray)
+        todo = deque(tasks)
+        running: dict[Any, ShardTask] = {}
+        ok = False
+        try:
+            while todo or running:
+                while todo and len(running) < width:
+                    task = todo.popleft()
+                    running[remote.remote(task, driver)] = task
+                [ref], _ = ray.wait(list(running), num_returns=1)
+                task = running.pop(ref)
+                [result] = _get(ray, [ref], f"building shard {task.shard} ({task.path})")
+                if "error" in result:
+                    raise_error(result["error"])
+                writer.built(task.shard, result["added"], result["replaced"])
+                on_shard(task.shard)
+            ok = True
+        finally:
+            if not ok and running:
+                _cancel(ray, list(running))
+    return width
+
+
+def _shard_task(task: ShardTask, driver: dict) -> dict:
+    """A Ray task's body: one shard built from its spool file; typed errors come back as data."""
+    import ray
+
+    import embcli
+
+    info = {
+        "embcli": embcli.__version__,
+        "package": os.path.dirname(os.path.abspath(embcli.__file__)),
+        "node": ray.get_runtime_context().get_node_id(),
+    }
+    if (wrong := _other_embcli(info, driver)) is not None:
+        return {"error": wrong}
+    try:
+        added, replaced = task.run()
+    except EmbcliError as e:
+        return {"error": error_dict(e)}
+    return {"added": added, "replaced": replaced}
+
+
+def _cancel(ray: Any, refs: list, timeout: float = 60.0) -> None:
+    """Cancel tasks still running and wait for them to stop: a cancelled build is interrupted and aborts
+    its shard (left as it was), and the caller's cleanup must not race a task still writing there."""
+    for ref in refs:
+        with contextlib.suppress(Exception):
+            ray.cancel(ref)
+    with contextlib.suppress(Exception):
+        ray.wait(refs, num_returns=len(refs), timeout=timeout)
 
 
 def _get(ray: Any, refs: list, doing: str) -> list:

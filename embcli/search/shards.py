@@ -19,6 +19,9 @@ rows routed to it, ``write_shards_json`` checks that the shards agree and commit
 the whole by writing ``shards.json`` last, by atomic rename: no shards.json, no
 sharded index. ``write_sharded`` and ``delete_sharded`` are this machine's engine:
 route, spool to per-shard files (bounded memory), build shard by shard.
+``ShardedWriter.tasks`` hands the builds out as ``ShardTask``s (plain data naming a
+shard and its spool file) for another engine to run (``embcli.integrations.ray``),
+and ``ShardedWriter.built`` takes each result back before ``commit``.
 
 Each shard's commit is atomic; a write across shards is not: a crash mid-append
 leaves some shards updated and the others not. Appends are upserts by id, so
@@ -327,8 +330,9 @@ class ShardedWrite:
 class _Spool:
     """Rows routed to shards, held in per-shard temp files: memory stays bounded at any input size.
 
-    Our own pickles, read back once by this process: payloads keep their Python types (a
-    Parquet list stays an array) exactly as an unsharded build would hand them to the writer.
+    Our own pickles, read back once, by this process or by the task that builds the shard
+    (``read_spool``): payloads keep their Python types (a Parquet list stays an array) exactly
+    as an unsharded build would hand them to the writer.
     """
 
     def __init__(self, directory: Path, n: int) -> None:
@@ -367,16 +371,64 @@ class _Spool:
             raise EmbcliError(f"cannot write spool file: {_errno_text(e)}, {p}") from None
 
     def rows(self, shard: int, provenance: dict | None) -> Iterator[Row]:
-        if not self.counts[shard]:
-            return
-        with open(self.file(shard), "rb") as f:
-            while True:
-                try:
-                    ids, payloads, vectors = pickle.load(f)  # written by this process, above
-                except EOFError:
-                    return
-                for rid, payload, vec in zip(ids, payloads, vectors, strict=True):
-                    yield Row(rid, payload, vec, provenance)
+        return read_spool(str(self.file(shard)) if self.counts[shard] else None, provenance)
+
+
+def read_spool(path: str | None, provenance: dict | None) -> Iterator[Row]:
+    """The rows of one shard's spool file, in the order they were routed (None: the shard got none)."""
+    if path is None:
+        return
+    try:
+        f = open(path, "rb")  # noqa: SIM115 - closed below, after the last batch
+    except OSError as e:
+        raise EmbcliError(f"cannot read spool file: {_errno_text(e)}, {path}") from None
+    with f:
+        while True:
+            try:
+                ids, payloads, vectors = pickle.load(f)  # written by _Spool, in the write that spooled them
+            except EOFError:
+                return
+            for rid, payload, vec in zip(ids, payloads, vectors, strict=True):
+                yield Row(rid, payload, vec, provenance)
+
+
+@dataclass(frozen=True)
+class ShardTask:
+    """One shard's build as plain data (it pickles): what a thread here, or a task on another node, runs.
+
+    ``spool`` is the shard's spool file inside the sharded index's directory, so a task elsewhere
+    reads it only where that directory is on a filesystem every node sees.
+    """
+
+    shard: int
+    path: str
+    spool: str | None  # None: the shard got no rows (a new index still gets it, empty)
+    options: IndexOptions
+    provenance: dict | None
+    dims: int
+    append: bool
+    # A new index's shard directory is new; a task run again after its worker died (Ray retries it)
+    # may find the shard it committed the first time, and rebuilds it from the same rows.
+    force: bool
+    store_text: bool
+    text_field: str
+    threads: int = 1
+
+    def run(self) -> tuple[int, int]:
+        """Build (or append to) the shard from its spooled rows; returns (added, replaced)."""
+        writer = build_shard(
+            self.path,
+            read_spool(self.spool, self.provenance),
+            self.options,
+            provenance=self.provenance,
+            dims=self.dims,
+            append=self.append,
+            force=self.force,
+            store_text=self.store_text,
+            text_field=self.text_field,
+            threads=self.threads,
+        )
+        return writer.added, writer.replaced
 
 
 def wants_shards(path: str | os.PathLike, shards: int | None) -> bool:
@@ -444,7 +496,7 @@ class ShardedWriter:
         self.dims: int | None = meta["dims"] if meta else None
         self.next_row: int = meta.get("next_row", 0) if meta else 0
         self.rows = self.added = self.replaced = 0
-        self.built: list[int] = []
+        self.built_shards: list[int] = []
 
     def route(self, rows: Iterable[Row], on_rows: Callable[[int], None] = lambda n: None) -> int:
         """Route rows to their shards' spool files, checking their model and width; returns how many.
@@ -479,11 +531,11 @@ class ShardedWriter:
         assert self.spool is not None
         return [i for i in range(self.n) if self.spool.counts[i] or self.meta is None]
 
-    def build(self, threads: int = 1, on_shard: Callable[[int], None] = lambda i: None) -> None:
-        """Build the pending shards, ``threads`` at a time (usearch and SQLite release the GIL).
+    def tasks(self, threads: int = 1) -> list[ShardTask]:
+        """The pending shards' builds, ``threads`` build threads in all: a shard gets one while several
+        build at a time (so its graph is the same on every run), a single shard gets all of them.
 
-        Several at a time, each shard gets one thread, so its graph is the same on every run;
-        a single shard gets all of them.
+        Begins the build: from here on, a new index's old files (--force) are gone.
         """
         assert self.spool is not None and self.dims is not None
         if self.meta is None and not self._started:
@@ -492,36 +544,46 @@ class ShardedWriter:
             self._started = True
             _clear(self.root, keep=self.spool.dir.name)
         todo = self.pending()
-        at_once = max(1, min(threads, len(todo)))
-        per_shard = max(1, threads // at_once)
-        spool, model, dims = self.spool, self.model, self.dims
-
-        def one(i: int) -> IndexWriter:
-            return build_shard(
-                self.root / self.names[i],
-                spool.rows(i, model),
-                self.options,
-                provenance=model,
-                dims=dims,
+        per_shard = max(1, threads // max(1, min(threads, len(todo))))
+        return [
+            ShardTask(
+                shard=i,
+                path=str(self.root / self.names[i]),
+                spool=str(self.spool.file(i)) if self.spool.counts[i] else None,
+                options=self.options,
+                provenance=self.model,
+                dims=self.dims,
                 append=self.meta is not None,
+                force=self.meta is None,
                 store_text=self.store_text,
                 text_field=self.text_field,
                 threads=per_shard,
             )
+            for i in todo
+        ]
 
-        def done(i: int, writer: IndexWriter) -> None:
-            self.added += writer.added
-            self.replaced += writer.replaced
-            self.built.append(i)
-            on_shard(i)
+    def built(self, shard: int, added: int, replaced: int) -> None:
+        """A shard's build finished (``ShardTask.run``'s result, from wherever it ran)."""
+        self.added += added
+        self.replaced += replaced
+        self.built_shards.append(shard)
+
+    def build(self, threads: int = 1, on_shard: Callable[[int], None] = lambda i: None) -> None:
+        """Build the pending shards here, ``threads`` at a time (usearch and SQLite release the GIL)."""
+        tasks = self.tasks(threads)
+        at_once = max(1, min(threads, len(tasks)))
+
+        def done(task: ShardTask, result: tuple[int, int]) -> None:
+            self.built(task.shard, *result)
+            on_shard(task.shard)
 
         if at_once == 1:
-            for i in todo:
-                done(i, one(i))
+            for task in tasks:
+                done(task, task.run())
             return
         pool = ThreadPoolExecutor(max_workers=at_once, thread_name_prefix="embcli-shard")
         try:
-            futures: dict[Future, int] = {pool.submit(one, i): i for i in todo}
+            futures: dict[Future, ShardTask] = {pool.submit(task.run): task for task in tasks}
             waiting = set(futures)
             while waiting:
                 finished, waiting = wait(waiting, return_when=FIRST_EXCEPTION)
@@ -535,7 +597,7 @@ class ShardedWriter:
         meta = write_shards_json(self.root, self.n, next_row=self.next_row + self.rows, names=self.names)
         self._committed = True
         count, size = _totals(self.root, meta)
-        return ShardedWrite(meta, self.rows, self.added, self.replaced, sorted(self.built), count, size)
+        return ShardedWrite(meta, self.rows, self.added, self.replaced, sorted(self.built_shards), count, size)
 
     def close(self) -> None:
         """Remove the spool and release the lock; a new index that was not committed leaves nothing behind."""
