@@ -21,7 +21,6 @@ _common.timed_run's launcher), runs interleaved (the order rotates every repeat)
    dimension, renormalized (seeded random normal, renormalized, when part 1 is skipped).
    Aim: Parquet >= 3x faster than JSONL.
 
-    export PYTHONPATH=/work/wt/bench EMBCLI_GRAPHS_DIR=/tmp/gcache-bench
     python bench/formats.py                        # N=20,000 texts, 1M vectors, 3 repeats: 25-55 min on 2 cores
     python bench/formats.py --quick                # N=2,000, 100k vectors: ~5 min
     python bench/formats.py --parts 3 --profile 25 # reading only, then a cProfile of each reader
