@@ -166,6 +166,28 @@ def test_parquet_from_pyarrow_with_any_float_list(tmp_path, vtype):
     assert raw.dtype == {pa.float32(): np.float32, pa.float64(): np.float64, pa.float16(): np.float16}[vtype.value_type]
 
 
+def test_parquet_memory_stays_at_one_row_group(tmp_path):
+    """Reading holds about one row group, not the file: pyarrow's pre-buffering kept every chunk it read."""
+    rows, groups, dims = 1_000, 48, 96
+    vecs = np.random.default_rng(0).standard_normal((rows, dims), dtype=np.float32)
+    schema = pa.schema([("id", pa.int64()), ("embedding", pa.list_(pa.float32(), dims))])
+    with pq.ParquetWriter(tmp_path / "v.parquet", schema, compression="none") as w:
+        for g in range(groups):
+            ids = pa.array(np.arange(g * rows, (g + 1) * rows))
+            w.write_table(pa.table([ids, pa.FixedSizeListArray.from_arrays(vecs.ravel(), dims)], schema=schema))
+    group_bytes = rows * dims * 4
+    most, seen = 0, 0
+    with Source(str(tmp_path / "v.parquet")) as src:
+        for _rec, vec in iter_embedded(src, "embedding", BadRecords()):
+            seen += 1
+            if seen % 500 == 0:
+                most = max(most, pa.total_allocated_bytes())
+            assert vec.shape == (dims,)
+    assert seen == rows * groups
+    # The reader's 2,048-row batches and its read-ahead hold a few groups; pre-buffering held twice the file.
+    assert most < groups / 3 * group_bytes, f"{most / group_bytes:.1f} of {groups} row groups held at once"
+
+
 def test_parquet_from_pandas(tmp_path):
     pd = pytest.importorskip("pandas")
     df = pd.DataFrame({"id": ["x", "y", "z"], "embedding": [list(map(float, v)) for v in VECS], "n": [1, 2, 3]})
