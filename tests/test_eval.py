@@ -157,6 +157,7 @@ def test_config_strings_become_search_options():
         "index=a.idx --index b.idx --query-prompt 'query: ' --expansion-search=64",
     )
     assert parse_config("dense").settings() == {}
+    assert parse_config("exact").search.exact and parse_config("--exact=true").search.exact
 
 
 @pytest.mark.parametrize(

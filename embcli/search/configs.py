@@ -6,7 +6,7 @@ is what they evaluate::
     dense                                  the index as it is (the default)
     --rescore 4        rescore=4           re-rank 4·k candidates of a compact index by floats
     --expansion-search 256  --ef 256  ef=256   HNSW candidate list
-    --exact            exact               brute force
+    --exact            exact               brute force (switches need no value)
     --where "year >= 2020"  where=EXPR     payload filter
     --full-scan-threshold N
     --query-prompt TEXT  --prompt-name NAME  -m/--model DIR   how text queries are embedded
@@ -118,7 +118,9 @@ def parse_config(text: str) -> SearchConfig:
             _use_mode(config, word.lower(), mode, text, search_fields)
             mode = word.lower()
             continue
-        if not word.startswith("-") and "=" in word:
+        if word in KEYS and FLAGS[KEYS[word]].kind is bool:
+            flag_name = KEYS[word]  # a switch by its bare name: exact
+        elif not word.startswith("-") and "=" in word:
             key, value = word.split("=", 1)
             flag_name = KEYS.get(key, key)
             if key in NOT_PER_CONFIG:
