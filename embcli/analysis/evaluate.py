@@ -167,6 +167,8 @@ def evaluate(
             missing = _missing_relevant(searcher, judged, config)
             current().phase(f"{config.name}: searching {len(scored):,} queries…")
             ranked = _search(searcher, scored, dataclasses.replace(config.search, k=depth), vectors_cache)
+        except UsageError as e:  # a bad --where, found when it runs: say which config had it
+            raise UsageError(f"config {config.name!r}: {e.message}", e.hint) from None
         finally:
             searcher.close()
         scores = []

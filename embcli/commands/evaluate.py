@@ -154,7 +154,8 @@ def evaluate(
         )
         judgements = read_qrels(qrels)
         options = EvalOptions(cutoffs, depth, device.value, threads, batch_size, ensure_model)
-        result = run(indexes or [], query_list, judgements, configs, options, queries_source=queries)
+        source = "<stdin>" if queries == "-" else queries
+        result = run(indexes or [], query_list, judgements, configs, options, queries_source=source)
     report = result.report
     if per_query:
         import orjson
