@@ -350,3 +350,23 @@ def test_bad_queries_and_options(idx, tmp_path):
     assert r.code == 2 and "--at takes whole numbers" in r.err
     r = cli_inproc("eval", idx["f32"], "--queries", QUERIES, "--qrels", QRELS, "--config", "a", "--config", "a")
     assert r.code == 2
+
+
+def test_queries_from_stdin_and_npy_rows(idx, tmp_path):
+    base = _report(idx["f32"], "--queries", QUERIES, "--qrels", QRELS)
+    r = cli_inproc("eval", idx["f32"], "--queries", "-", "--qrels", QRELS, input=Path(QUERIES).read_bytes())
+    assert r.code == 0, r.err
+    assert orjson.loads(r.out) == base
+    # NPY rows are vector queries named by their 0-based row: rows 0 and 2 of the first three queries.
+    npy = tmp_path / "q.npy"
+    head = b"".join(Path(QUERIES).read_bytes().splitlines(keepends=True)[:3])
+    assert cli_inproc("embed", "-q", "--format", "npy", "-o", str(npy), input=head).code == 0
+    qrels = tmp_path / "rows.trec"
+    qrels.write_text("0 0 3d-converter 2\n2 0 aerographite 1\n", encoding="utf-8")
+    report = _report(idx["f32"], "--queries", str(npy), "--qrels", str(qrels))
+    assert (report["queries"], report["scored_queries"], report["unjudged_queries"]) == (3, 2, 1)
+
+
+def test_a_bad_where_names_its_config(idx):
+    r = cli_inproc("eval", idx["f32"], "--queries", QUERIES, "--qrels", QRELS, "--config", "--where 'year >' name=w")
+    assert r.code == 2 and "config 'w': --where:" in r.err and r.out == b""
