@@ -348,8 +348,8 @@ def test_bad_queries_and_options(idx, tmp_path):
     assert r.code == 2 and "names no index" in r.err
     r = cli_inproc("eval", idx["f32"], "--queries", QUERIES, "--qrels", QRELS, "--at", "1,x")
     assert r.code == 2 and "--at takes whole numbers" in r.err
-    r = cli_inproc("eval", idx["f32"], "--queries", QUERIES, "--qrels", QRELS, "--config", "a", "--config", "a")
-    assert r.code == 2
+    r = cli_inproc("eval", idx["f32"], "--queries", QUERIES, "--qrels", QRELS, "--config", "ef=64", "--config", "ef=64")
+    assert r.code == 2 and "two configs have the same name" in r.err
 
 
 def test_queries_from_stdin_and_npy_rows(idx, tmp_path):

@@ -137,6 +137,8 @@ def evaluate(
     queries_source: str = "the queries",
 ) -> Evaluation:
     """Score every configuration on the judged queries; see the module's doc for the rules."""
+    if len({c.name for c in configs}) < len(configs):
+        raise UsageError("two configs have the same name", hint="label them with name=LABEL")
     judged = qrels.by_query()
     keys = {q.key for q in queries}
     for j in qrels.judgements:

@@ -141,8 +141,6 @@ def evaluate(
         raise UsageError("only one of --queries and --qrels can be stdin")
     cutoffs = _cutoffs(at, k)
     configs = [parse_config(text) for text in config or [DEFAULT]]
-    if len({c.name for c in configs}) < len(configs):
-        raise UsageError("two configs have the same name", hint="label them with name=LABEL")
     with phases(quiet):
         query_list = read_queries(
             queries,
