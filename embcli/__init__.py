@@ -33,6 +33,8 @@ _EXPORTS = {
     "detect_anomalies": "embcli.api",
     "diff": "embcli.api",
     "quantize": "embcli.api",
+    "evaluate": "embcli.api",
+    "Evaluation": "embcli.analysis.evaluate",
     "Clusters": "embcli.api",
     "Classification": "embcli.api",
     "Anomalies": "embcli.api",
@@ -59,6 +61,8 @@ __all__ = [  # noqa: RUF022 - grouped as in _EXPORTS
     "detect_anomalies",
     "diff",
     "quantize",
+    "evaluate",
+    "Evaluation",
     "Clusters",
     "Classification",
     "Anomalies",
@@ -73,6 +77,7 @@ __all__ = [  # noqa: RUF022 - grouped as in _EXPORTS
 ]
 
 if TYPE_CHECKING:
+    from embcli.analysis.evaluate import Evaluation
     from embcli.api import (
         Anomalies,
         Classification,
@@ -85,6 +90,7 @@ if TYPE_CHECKING:
         detect_anomalies,
         diff,
         embed_arrow,
+        evaluate,
         quantize,
         read_records,
         read_vectors,

@@ -23,6 +23,7 @@ from embcli.commands import (
     completions,
     diff,
     embed,
+    evaluate,
     index,
     models,
     quantize,
@@ -86,6 +87,7 @@ app.command("diff")(diff.diff)
 app.command("cluster")(cluster.cluster)
 app.command("classify")(classify.classify)
 app.command("detect-anomalies")(anomalies.detect_anomalies)
+app.command("eval")(evaluate.evaluate)
 app.add_typer(models.app, name="models")
 app.add_typer(cache.app, name="cache")
 app.command("completions")(completions.completions)

@@ -54,6 +54,7 @@ def paths(tmp_path_factory, examples_vec) -> dict:
                 "cluster",
                 "classify",
                 "detect-anomalies",
+                "eval",
             )
         ),
     ],

@@ -19,6 +19,7 @@ from embcli.api.analyses import (
 )
 from embcli.api.arrow import embed_arrow
 from embcli.api.encoding import Encoder, ensure_model, resolve
+from embcli.api.evaluation import evaluate
 from embcli.api.indexes import Index
 from embcli.api.records import read_records, read_vectors, write_records
 
@@ -35,6 +36,7 @@ __all__ = [
     "diff",
     "embed_arrow",
     "ensure_model",
+    "evaluate",
     "quantize",
     "read_records",
     "read_vectors",
