@@ -20,6 +20,9 @@ and ``embcli search``:
 
 recall@10: the right answer among the first 10; MRR@10: 1/rank of the right answer, 0
 past 10. Search queries/s and CPU seconds are medians over --repeat interleaved rounds.
+What the full-text index costs: `embcli index` of the corpus with and without --no-fts,
+interleaved, medians of wall and CPU seconds (of the child process), and the metadata
+database's size.
 
     python bench/hybrid.py             # ~3 min the first time on 2 busy cores (embedding), then ~1 min
     python bench/hybrid.py --shards 4  # the same over a 4-shard index
@@ -68,6 +71,33 @@ def _index(shards: int | None) -> Path:
     return idx
 
 
+def _build_cost(vec: Path, repeat: int) -> None:
+    """`embcli index` with and without the full-text index: time, CPU and the metadata file's size."""
+    import resource
+    import tempfile
+
+    rows: dict[str, list[tuple[float, float, int]]] = {"with FTS": [], "--no-fts": []}
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    with tempfile.TemporaryDirectory(dir=CACHE) as tmp:
+        for _ in range(repeat):
+            for name, extra in (("with FTS", []), ("--no-fts", ["--no-fts"])):
+                idx = Path(tmp) / "b.idx"
+                before = resource.getrusage(resource.RUSAGE_CHILDREN)
+                w0 = time.perf_counter()
+                cmd = [sys.executable, "-m", "embcli", "index", "-q", "--force", "-o", str(idx), str(vec), *extra]
+                subprocess.run(cmd, check=True, env=env)
+                wall = time.perf_counter() - w0
+                after = resource.getrusage(resource.RUSAGE_CHILDREN)
+                cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+                meta = next(idx.glob("meta.*.sqlite")).stat().st_size
+                rows[name].append((wall, cpu, meta))
+    print(f"index build of the 3,000 records, medians of {repeat} interleaved runs:")
+    for name, runs in rows.items():
+        wall = statistics.median(r[0] for r in runs)
+        cpu = statistics.median(r[1] for r in runs)
+        print(f"  {name:<9} {wall:6.2f}s wall  {cpu:6.2f} CPU s  metadata {runs[0][2] / 1e3:,.0f} kB")
+
+
 def _metrics(queries: list[dict], hits: list) -> tuple[float, float]:
     ranks = [next((h.rank for h in found if h.id == q["target"]), None) for q, found in zip(queries, hits, strict=True)]
     recall = sum(r is not None for r in ranks) / len(ranks)
@@ -114,6 +144,8 @@ def main() -> None:
             every = [q for qs in sets.values() for q in qs]
             quality[name, "both"] = _metrics(every, [h for s in sets for h in found[s]])
     index.close()
+    if not args.shards:
+        _build_cost(CACHE / "known-items-vec.jsonl", args.repeat)
     where = f"{args.shards}-shard index" if args.shards else "one index"
     print(
         f"known-item sets over 3,000 PyPI summaries ({where}): "
