@@ -46,8 +46,49 @@ QUERY_EVERY = 6
 KEYWORDS = 3
 SEED = 17
 STOPWORDS = set(
-    "the and for with from that this into your you are was were its it's not but can all any via using use "
-    "based has have more than other some such which what when will also just only one two over".split()
+    [
+        "the",
+        "and",
+        "for",
+        "with",
+        "from",
+        "that",
+        "this",
+        "into",
+        "your",
+        "you",
+        "are",
+        "was",
+        "were",
+        "its",
+        "it's",
+        "not",
+        "but",
+        "can",
+        "all",
+        "any",
+        "via",
+        "using",
+        "use",
+        "based",
+        "has",
+        "have",
+        "more",
+        "than",
+        "other",
+        "some",
+        "such",
+        "which",
+        "what",
+        "when",
+        "will",
+        "also",
+        "just",
+        "only",
+        "one",
+        "two",
+        "over",
+    ]
 )
 
 
