@@ -163,6 +163,10 @@ def test_an_index_from_before_the_full_text_index_still_opens(corpus, tmp_path):
     (idx / "manifest.json").write_bytes(orjson.dumps(m))
     r = cli_inproc("search", str(idx), "--query", "http client")
     assert r.code == 4 and "unreadable" in r.err, r.err
+    m["fts"] = 5  # not what any embcli writes
+    (idx / "manifest.json").write_bytes(orjson.dumps(m))
+    r = cli_inproc("search", str(idx), "--query", "http client")
+    assert r.code == 4 and "corrupt index manifest" in r.err, r.err
 
 
 # ---------------------------------------------------------------- retrieval quality on real data

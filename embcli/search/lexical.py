@@ -57,9 +57,13 @@ def fts_manifest(tokenizer: str, field: str) -> dict:
 
 
 def check_fts_manifest(fts: object) -> bool:
-    """Whether a manifest's ``fts`` entry is one this embcli can read (None: the index has none)."""
+    """Whether a manifest's ``fts`` entry is well formed (None: the index has none).
+
+    A tokenizer this embcli does not know (a later one's) is fine: the table carries its own
+    tokenizer, and queries are tokenized by it.
+    """
     return fts is None or (
-        isinstance(fts, dict) and fts.get("tokenizer") in FTS_TOKENIZERS and isinstance(fts.get("field"), str)
+        isinstance(fts, dict) and isinstance(fts.get("tokenizer"), str) and isinstance(fts.get("field"), str)
     )
 
 
