@@ -15,6 +15,10 @@ ON_ERROR = ("fail", "skip")
 INPUT_FORMATS = ("jsonl", "text", "csv", "tsv", "parquet", "arrow")
 OUTPUT_FORMATS = ("jsonl", "npy", "parquet", "arrow", "csv", "tsv")
 COMPRESSIONS = ("none", "gzip", "bzip2", "xz", "zstd")
+# Full-text tokenizers of an index (search/lexical.py spells each out as an FTS5 tokenize= value).
+FTS_TOKENIZERS = ("porter", "unicode61")
+SEARCH_MODES = ("dense", "hybrid", "lexical")
+FUSIONS = ("rrf", "linear")  # how search --hybrid merges the dense and the BM25 rankings
 
 # Up to this many candidate vectors, exact numpy search is fast enough: kNN over a
 # whole set (search/neighbors.py) and filtered search (--full-scan-threshold) share it.

@@ -10,6 +10,7 @@ import numpy as np
 
 from embcli.api.encoding import ensure_model
 from embcli.api.records import check_finite
+from embcli.choices import FUSIONS, SEARCH_MODES
 from embcli.errors import UsageError
 
 if TYPE_CHECKING:
@@ -48,6 +49,8 @@ class Index:
         keep_floats: bool = False,
         threads: int = 1,
         shards: int | None = None,
+        fts: bool | None = None,
+        fts_tokenizer: str = "porter",
     ) -> Index:
         """Build (or ``append`` to) the index at ``path`` from records with vectors, or from a 2-D array.
 
@@ -55,14 +58,18 @@ class Index:
         rows take ``ids`` (default: row numbers). The model comes from the records'
         provenance, or ``model`` for bare vectors. ``shards`` N builds a sharded index
         (records routed by id, as ``embcli index --shards N``); appending to a sharded
-        index routes each record to its shard.
+        index routes each record to its shard. ``fts`` keeps a full-text index of ``text_field`` for
+        ``search(mode="hybrid")`` and ``"lexical"`` (default: yes for a new index; an append keeps what
+        the index has), with ``fts_tokenizer`` "porter" (English stemming) or "unicode61" (none).
         """
         from embcli.io.streams import BadRecords, Record, parse_vector
         from embcli.search.index import IndexOptions, IndexWriter
         from embcli.search.ingest import IngestOptions, add_all, prepare_rows
         from embcli.search.shards import wants_shards, write_sharded
 
-        options = IndexOptions(metric, dtype, connectivity, expansion_add, expansion_search, keep_floats)
+        options = IndexOptions(
+            metric, dtype, connectivity, expansion_add, expansion_search, keep_floats, fts, fts_tokenizer
+        )
         if isinstance(records_or_vectors, np.ndarray):
             matrix = np.asarray(records_or_vectors, dtype=np.float32)
             if matrix.ndim != 2:
@@ -165,23 +172,63 @@ class Index:
         expansion_search: int | None = None,
         full_scan_threshold: int | None = None,
         rescore: int = 0,
+        mode: str = "dense",
+        fusion: str = "rrf",
+        rrf_k: float = 60.0,
+        alpha: float = 0.5,
+        fusion_depth: int = 100,
+        fts_syntax: bool = False,
+        explain: bool = False,
     ) -> list[list[Hit]]:
-        """Top-``k`` hits per query, best first: texts (embedded as the index's manifest says) or vectors."""
+        """Top-``k`` hits per query, best first: texts (embedded as the index's manifest says) or vectors.
+
+        ``mode`` "dense" (vectors), "lexical" (BM25 over the index's full-text index; texts only,
+        nothing embedded) or "hybrid" (both, fused by ``fusion`` "rrf" with constant ``rrf_k``, or
+        "linear" with the dense weight ``alpha``, from each side's top ``fusion_depth``), as
+        ``embcli search --hybrid`` / ``--lexical``. ``explain``: hits carry ``ranks``
+        ({"dense_rank", "lexical_rank"}). ``fts_syntax``: texts are FTS5 query expressions.
+        """
         from embcli.search.query import SearchOptions
 
         if isinstance(queries, str):
             raise UsageError("search() takes a list of queries, not one string")
+        if mode not in SEARCH_MODES:
+            raise UsageError(f"unknown search mode {mode!r}; choose from {', '.join(SEARCH_MODES)}")
+        if fusion not in FUSIONS:
+            raise UsageError(f"unknown fusion {fusion!r}; choose from {', '.join(FUSIONS)}")
+        texts: list[str] | None = None
         if isinstance(queries, np.ndarray):
+            if mode != "dense":
+                raise UsageError(f"{mode} search needs text queries, not vectors")
             vectors = np.atleast_2d(np.asarray(queries, dtype=np.float32))
             check_finite(vectors)
         elif not len(queries):
             return []
         else:
-            vectors = self._searcher.embed(list(queries))
-        options = SearchOptions(k, exact, where, expansion_search, rescore=rescore)
+            texts = list(queries)
+            if mode != "dense":
+                for n, text in enumerate(texts, start=1):
+                    if not isinstance(text, str) or not text or text.isspace():
+                        raise UsageError(f"query number {n} is not a non-empty string")
+                self._searcher.check_words()
+            vectors = self._searcher.embed(texts) if mode != "lexical" else None
+        options = SearchOptions(
+            k,
+            exact,
+            where,
+            expansion_search,
+            rescore=rescore,
+            mode=mode,
+            fusion=fusion,
+            rrf_k=rrf_k,
+            alpha=alpha,
+            depth=fusion_depth,
+            fts_syntax=fts_syntax,
+            explain=explain,
+        )
         if full_scan_threshold is not None:
             options.full_scan_threshold = full_scan_threshold
-        return self._searcher.search(vectors, options)
+        return self._searcher.search(vectors, options, texts=texts if mode != "dense" else None)
 
     def close(self) -> None:
         self._searcher.close()

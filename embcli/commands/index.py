@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Optional
 
 from typer.core import TyperCommand
 
-from embcli.choices import DTYPES, METRICS
+from embcli.choices import DTYPES, FTS_TOKENIZERS, METRICS
 from embcli.commands import _options as o
 from embcli.commands._ui import progress, say, warn
 
@@ -21,6 +21,7 @@ INDEX = "Index"
 
 Metric = o.choice("Metric", METRICS)
 DType = o.choice("DType", DTYPES)
+FtsTokenizer = o.choice("FtsTokenizer", FTS_TOKENIZERS)
 
 
 OutputOpt = o.text_option("-o", "--output", metavar="PATH", help="The index (a directory) to write.", panel=o.IO)
@@ -81,6 +82,22 @@ KeepFloatsOpt = o.option(
     panel=INDEX,
 )
 StoreTextOpt = o.option(bool, "--store-text/--no-store-text", help="Keep the text field in the payload.", panel=INDEX)
+FtsOpt = o.option(
+    Optional[bool],
+    "--fts/--no-fts",
+    show_default=False,
+    help="Keep a full-text index (SQLite FTS5, BM25) of the --text-field beside the payloads, for "
+    "`search --hybrid` and `--lexical`; it holds its own copy of the text, even with --no-store-text. "
+    "Default: yes for a new index; --append keeps what the index has.",
+    panel=INDEX,
+)
+FtsTokenizerOpt = o.option(
+    FtsTokenizer,
+    "--fts-tokenizer",
+    help="Full-text words: porter (Unicode words, case and accents folded, English Porter stemming) "
+    "or unicode61 (the same, no stemming: for other languages).",
+    panel=INDEX,
+)
 ThreadsOpt = o.option(
     int,
     "--threads",
@@ -141,6 +158,8 @@ def index(
     expansion_search: ExpansionSearchOpt = 128,
     keep_floats: KeepFloatsOpt = None,
     store_text: StoreTextOpt = True,
+    fts: FtsOpt = None,
+    fts_tokenizer: FtsTokenizerOpt = FtsTokenizer.porter,
     text_field: o.TextField = "text",
     id_field: o.IdField = "id",
     vector_field: o.VectorField = "embedding",
@@ -155,7 +174,9 @@ def index(
 
     Needs the whole input before the index is published. The index is a
     directory: usearch HNSW vectors, SQLite payloads (every field but the
-    vector), and a manifest with the model, options and checksums. Writes are
+    vector) with a full-text index of the text (FTS5, BM25, for search
+    --hybrid and --lexical; --no-fts leaves it out), and a manifest with the
+    model, options and checksums. Writes are
     atomic: a crash leaves the previous index loadable. Opening an index checks
     sizes, headers and the graph's structure; `embcli index verify PATH` also
     checks every checksum. `--shards N` builds a sharded index (a directory of
@@ -226,7 +247,9 @@ def index(
             hint="each of the N shards is built by one Ray task; drop --engine ray to build one index here",
         )
 
-    options = IndexOptions(metric.value, dtype.value, connectivity, expansion_add, expansion_search, keep_floats)
+    options = IndexOptions(
+        metric.value, dtype.value, connectivity, expansion_add, expansion_search, keep_floats, fts, fts_tokenizer.value
+    )
     bad = BadRecords(skip=on_error is o.OnError.skip)
     if model:  # bare vectors take this model's provenance: resolving the built-in one needs its graph
         ensure_model(model, "cpu")

@@ -8,11 +8,12 @@ from typing import Annotated, Optional
 
 import typer
 
-from embcli.choices import EXACT_SEARCH_LIMIT
+from embcli.choices import EXACT_SEARCH_LIMIT, FUSIONS
 from embcli.commands import _options as o
 from embcli.commands._ui import progress, say, warn
 
 SEARCH = "Search"
+WORDS = "Hybrid and lexical search"
 QUERIES_HINT = 'queries are JSON objects, one per line: {"text": "..."} or an embedding field; or pass --query TEXT'
 
 
@@ -49,6 +50,7 @@ LikeOpt = o.option(
     panel=o.IO,
 )
 KOpt = o.option(int, "-k", "--limit", min=1, metavar="N", help="Hits per query.", panel=SEARCH)
+Fusion = o.choice("Fusion", FUSIONS)
 ExactOpt = o.option(bool, "--exact", help="Brute force instead of the HNSW graph.", panel=SEARCH)
 WhereOpt = o.text_option(
     "--where",
@@ -83,6 +85,48 @@ FullScanThresholdOpt = o.option(
     help="With --where: filters matching at most N records are searched exactly; above it, "
     "the HNSW graph is searched with oversampling.",
     panel=SEARCH,
+)
+HybridOpt = o.option(
+    bool,
+    "--hybrid",
+    help="Fuse the dense ranking with BM25 over the index's full-text index (text queries only): "
+    "each side's top --fusion-depth candidates, fused by --fusion.",
+    panel=WORDS,
+)
+LexicalOpt = o.option(bool, "--lexical", help="BM25 over the full-text index alone; nothing is embedded.", panel=WORDS)
+FusionOpt = o.option(
+    Fusion,
+    "--fusion",
+    help="rrf: reciprocal rank fusion, sum of 1/(K + rank) over both rankings (K = --rrf-k). "
+    "linear: --alpha · dense + (1 - alpha) · BM25, each min-max normalised over its candidates.",
+    panel=WORDS,
+)
+RrfKOpt = o.option(
+    float, "--rrf-k", min=0, metavar="K", help="RRF's constant (60, as in Cormack et al. 2009).", panel=WORDS
+)
+AlphaOpt = o.option(
+    float, "--alpha", min=0.0, max=1.0, metavar="A", help="--fusion linear: the dense side's weight.", panel=WORDS
+)
+FusionDepthOpt = o.option(
+    int,
+    "--fusion-depth",
+    min=1,
+    metavar="N",
+    help="--hybrid: candidates taken from each side before fusing (at least -k).",
+    panel=WORDS,
+)
+FtsSyntaxOpt = o.option(
+    bool,
+    "--fts-syntax",
+    help='Query texts are SQLite FTS5 expressions (AND, OR, NOT, "phrases", prefix*, NEAR) for the BM25 '
+    "side. Without it, a query's words are matched as words, whatever characters it holds.",
+    panel=WORDS,
+)
+ExplainOpt = o.option(
+    bool,
+    "--explain",
+    help="Hits carry dense_rank and lexical_rank: their place in either ranking (null: not among its candidates).",
+    panel=WORDS,
 )
 FlatOpt = o.option(bool, "--flat", help="One line per hit instead of one per query.", panel=o.IO)
 OutputFieldOpt = o.option(str, "--output-field", metavar="NAME", help="Field that holds the hits.", panel=o.IO)
@@ -121,6 +165,14 @@ def search(
     expansion_search: ExpansionSearchOpt = None,
     rescore: RescoreOpt = 0,
     full_scan_threshold: FullScanThresholdOpt = EXACT_SEARCH_LIMIT,
+    hybrid: HybridOpt = False,
+    lexical: LexicalOpt = False,
+    fusion: FusionOpt = Fusion.rrf,
+    rrf_k: RrfKOpt = 60.0,
+    alpha: AlphaOpt = 0.5,
+    fusion_depth: FusionDepthOpt = 100,
+    fts_syntax: FtsSyntaxOpt = False,
+    explain: ExplainOpt = False,
     flat: FlatOpt = False,
     output_field: OutputFieldOpt = "results",
     query_prompt: QueryPromptOpt = None,
@@ -142,7 +194,8 @@ def search(
     comes. Each query record's own fields are kept ({"text": ...} for --query,
     {"like": ID} for --like); hits carry id, score (higher is better: cosine,
     inner product, or minus the Euclidean distance), rank and the indexed
-    payload.
+    payload. --hybrid fuses the dense ranking with BM25 over the index's
+    full-text index; --lexical runs BM25 alone. --where filters both sides.
     """
     from embcli.api.encoding import ensure_model
     from embcli.errors import UsageError
@@ -154,16 +207,38 @@ def search(
         SearchOptions,
         given_queries,
         query_chunks,
+        query_texts,
     )
 
     given = bool(query or like)
+    if hybrid and lexical:
+        raise UsageError("--hybrid fuses dense and BM25 rankings, --lexical is BM25 alone: give one")
+    mode = "hybrid" if hybrid else "lexical" if lexical else "dense"
+    if mode == "lexical" and (rescore or exact or expansion_search):
+        raise UsageError("--rescore, --exact and --expansion-search are for the dense side: --lexical has none")
     if given and queries is not None:
         raise UsageError("--queries reads queries from a file; --query and --like give them: use one or the other")
     searcher = Searcher(
         indexes,
         QueryOptions(query_prompt, prompt_name, device.value, threads, batch_size, model, ensure_model),
     )
-    options = SearchOptions(k, exact, where_, expansion_search, full_scan_threshold, rescore)
+    options = SearchOptions(
+        k,
+        exact,
+        where_,
+        expansion_search,
+        full_scan_threshold,
+        rescore,
+        mode=mode,
+        fusion=fusion.value,
+        rrf_k=rrf_k,
+        alpha=alpha,
+        depth=fusion_depth,
+        fts_syntax=fts_syntax,
+        explain=explain,
+    )
+    if mode != "dense":
+        searcher.check_words()  # an index without a full-text index fails before any query is read
     bad = BadRecords(skip=on_error is o.OnError.skip)
     fields = QueryFields(text_field, vector_field, model_field, output_field)
     if not given and queries in (None, "-") and not quiet and _is_tty(sys.stdin):
@@ -178,11 +253,12 @@ def search(
     ):
         writer = JsonlWriter(out)
         if given:
-            batches = given_queries(searcher, query or [], like or [], fields)
+            batches = given_queries(searcher, query or [], like or [], fields, mode)
         else:
-            batches = ((c, v, None) for c, v in query_chunks(searcher, src, fields, bad, hint=QUERIES_HINT))
+            chunks = query_chunks(searcher, src, fields, bad, hint=QUERIES_HINT, mode=mode, fts_syntax=fts_syntax)
+            batches = ((c, v, None) for c, v in chunks)
         for chunk, vectors, exclude in batches:
-            hits = searcher.search(vectors, options, exclude)
+            hits = searcher.search(vectors, options, exclude, query_texts(chunk) if mode != "dense" else None)
             _emit(writer, chunk, hits, flat, output_field, (vector_field, model_field))
             n_queries += len(chunk)
             bar.advance(len(chunk))

@@ -4,7 +4,8 @@ An index is a directory:
 
     manifest.json          the commit record: options, provenance, counts, checksums
     vectors.<gen>.usearch  HNSW graph and vectors of generation <gen>
-    meta.<gen>.sqlite      id <-> key map and each record's payload
+    meta.<gen>.sqlite      id <-> key map, each record's payload, and the full-text index of its
+                           text (an FTS5 table, search/lexical.py; not with --no-fts)
     floats.<gen>.npy       float32 vectors by key, for rescoring (compact dtypes, or --keep-floats)
 
 A write never touches a committed generation: it builds generation <gen+1>
@@ -36,11 +37,12 @@ from pathlib import Path
 import numpy as np
 import orjson
 
-from embcli.choices import DTYPES, EXACT_SEARCH_LIMIT, METRICS
+from embcli.choices import DTYPES, EXACT_SEARCH_LIMIT, FTS_TOKENIZERS, METRICS
 from embcli.errors import EmbcliError, IncompatibleError, InputError, UsageError
 from embcli.io.files import atomic_file, fsync_dir, sha256_file
 from embcli.io.streams import NpyWriter
 from embcli.runtime.native import usearch_index
+from embcli.search import lexical
 from embcli.search.filters import compile_where
 from embcli.search.usearch_file import USEARCH_METRIC, check_usearch_file
 from embcli.version import __version__
@@ -74,8 +76,16 @@ class IndexOptions:
     expansion_add: int = 128
     expansion_search: int = 128  # usearch uses 64; recall@10 on 100k real vectors: 0.956 at 64, 0.981 at 128
     keep_floats: bool | None = None  # None: yes for compact dtypes
+    # A full-text index of the text field beside the payloads (search --hybrid, --lexical).
+    # None: yes for a new index; an append keeps what the index has.
+    fts: bool | None = None
+    fts_tokenizer: str = "porter"
 
     def check(self) -> None:
+        if self.fts_tokenizer not in FTS_TOKENIZERS:
+            raise UsageError(
+                f"unknown full-text tokenizer {self.fts_tokenizer!r}; choose from {', '.join(FTS_TOKENIZERS)}"
+            )
         if self.metric not in METRICS:
             raise UsageError(f"unknown metric {self.metric!r}; choose from {', '.join(METRICS)}")
         if self.dtype not in DTYPES:
@@ -119,6 +129,7 @@ def read_manifest(path: Path) -> dict:
             and isinstance(m["next_key"], int)
             and isinstance(m["files"], dict)
             and {"vectors", "meta"} <= set(m["files"])
+            and lexical.check_fts_manifest(m.get("fts"))
             and all(
                 isinstance(f["name"], str) and isinstance(f["bytes"], int) and isinstance(f["sha256"], str)
                 for f in m["files"].values()
@@ -242,6 +253,8 @@ def _open_meta(p: Path, m: dict) -> sqlite3.Connection:
     db = sqlite3.connect(p.resolve().as_uri() + "?mode=ro&immutable=1", uri=True, check_same_thread=False)
     try:
         db.execute("SELECT key, id, payload FROM items LIMIT 0").fetchall()  # opens the file now, checks the table
+        if m.get("fts") is not None:
+            lexical.check_table(db)
     except sqlite3.Error:
         db.close()
         raise
@@ -291,6 +304,8 @@ class IndexReader:
         self.metric: str = m["metric"]
         self.dtype: str = m["dtype"]
         self.count: int = m["count"]
+        # The full-text index's manifest entry (tokenizer, field), or None: --no-fts, or built before embcli kept one.
+        self.fts: dict | None = m.get("fts")
 
     def _open(self, m: dict) -> None:
         vectors = _map_file(self.path, m, "vectors")
@@ -479,6 +494,19 @@ class IndexReader:
         d2 = (q * q).sum(1)[:, None] - 2 * q @ v.T + (v * v).sum(1)[None, :]
         return -np.sqrt(np.clip(d2, 0, None))
 
+    def lexical(self, expressions: list[str | None], k: int, where: str | None = None) -> list[list[tuple[int, float]]]:
+        """Top-``k`` (key, score) by BM25 per FTS5 expression (``lexical.match_expression``; None: no words)."""
+        if self.fts is None:
+            raise IncompatibleError(
+                f"this index has no full-text index (built with --no-fts, or by an embcli before it kept one), "
+                f"so it cannot be searched by words, {self.path}",
+                hint="rebuild it with `embcli index --force` (the full-text index is built by default)",
+            )
+        return [
+            lexical.search(self.db, e, k, where, where_from=f", {self.path}") if e and self.count and k > 0 else []
+            for e in expressions
+        ]
+
     def key_of(self, id_value: object) -> int | None:
         """The key of the record with this id (ids keep their JSON type), or None."""
         row = self.db.execute("SELECT key FROM items WHERE id = ?", (_id_key(id_value),)).fetchone()
@@ -631,13 +659,25 @@ class IndexWriter:
             with _writing(meta_path):
                 shutil.copyfile(self.path / self.old["files"]["meta"]["name"], meta_path)
             self.db = sqlite3.connect(meta_path)
+            self.fts = self.old.get("fts")
+            if options.fts is not None and options.fts != (self.fts is not None):
+                has = "has a full-text index" if self.fts else "has no full-text index"
+                raise UsageError(
+                    f"--{'' if options.fts else 'no-'}fts with --append: the index {has}, and an append keeps it so, "
+                    f"{self.path}",
+                    hint=f"rebuild it with --force{'' if options.fts else ' --no-fts'}",
+                )
         else:
             options.check()
             self.options, self.dims, self.provenance, self.next_key = options, None, None, 0
             self.index = None
+            wants_fts = options.fts is not False
+            self.fts = lexical.fts_manifest(options.fts_tokenizer, self.text_field) if wants_fts else None
             self.db = sqlite3.connect(meta_path)
             with _writing(meta_path):
                 self.db.executescript(_SCHEMA)
+                if self.fts is not None:
+                    lexical.create_table(self.db, self.fts)
         if self.options.keep_floats is None:
             self.options.keep_floats = self.options.dtype in COMPACT
         if self.options.keep_floats:
@@ -663,7 +703,9 @@ class IndexWriter:
         check_usearch_file(np.frombuffer(vectors, dtype=np.uint8), old, _file_path(self.path, old, "vectors"))
         _open_meta(_file_path(self.path, old, "meta"), old).close()
         self.options = IndexOptions(
-            **{f: old[f] for f in ("metric", "dtype", "connectivity", "expansion_add", "expansion_search")}
+            **{f: old[f] for f in ("metric", "dtype", "connectivity", "expansion_add", "expansion_search")},
+            fts=old.get("fts") is not None,
+            fts_tokenizer=(old.get("fts") or {}).get("tokenizer", "porter"),
         )
         self.dims: int | None = old["dims"]
         self.provenance: dict | None = old.get("provenance")
@@ -718,11 +760,15 @@ class IndexWriter:
             if old:
                 self.index.remove(np.array(list(old.values()), dtype=np.uint64))
                 self.db.executemany("DELETE FROM items WHERE key = ?", [(k,) for k in old.values()])
+                if self.fts is not None:
+                    lexical.remove(self.db, list(old.values()))
                 self.replaced += len(old)
             self.db.executemany(
                 "INSERT INTO items (key, id, payload) VALUES (?, ?, ?)",
                 [(int(k), t, self._payload(p)) for k, t, p in zip(keys, id_texts, payloads, strict=True)],
             )
+            if self.fts is not None:  # from the payload as given: the text is indexed even when not stored
+                lexical.add(self.db, [int(k) for k in keys], payloads, self.fts["field"])
         # One thread builds the same graph every time; parallel inserts race and can
         # leave nodes unreachable (measured: up to 10 of 2,000 self-queries missed).
         coded = np.packbits(vectors > 0, axis=1) if self.options.dtype == "b1" else vectors
@@ -748,6 +794,8 @@ class IndexWriter:
             self.index.remove(np.array(list(old.values()), dtype=np.uint64))
             with _writing(self.path / self.meta_name):
                 self.db.executemany("DELETE FROM items WHERE key = ?", [(k,) for k in old.values()])
+                if self.fts is not None:
+                    lexical.remove(self.db, list(old.values()))
         self.deleted += len(old)
         return len(old)
 
@@ -765,6 +813,8 @@ class IndexWriter:
                 self._floats.close()
             files.append(("floats", self.path / self.floats_name))
         with _writing(meta_path):
+            if self.fts is not None:
+                lexical.optimize(self.db)
             self.db.commit()
             count = self.db.execute("SELECT count(*) FROM items").fetchone()[0]
             self.db.close()
@@ -791,6 +841,7 @@ class IndexWriter:
             "expansion_add": o.expansion_add,
             "expansion_search": o.expansion_search,
             "store_text": self.store_text,
+            "fts": self.fts,  # None: no full-text index (--no-fts); old indexes lack the key
             "count": count,
             "next_key": self.next_key,
             "files": {role: {"name": p.name, "bytes": p.stat().st_size, "sha256": sha256_file(p)} for role, p in files},
@@ -924,6 +975,12 @@ def verify_index(path: str | os.PathLike) -> dict:
             rows = reader.db.execute("SELECT count(*) FROM items").fetchone()[0]
             if rows != reader.count:
                 raise IncompatibleError(f"index metadata holds {rows} records, the manifest {reader.count}")
+            if reader.fts is not None:
+                stray = reader.db.execute(
+                    f"SELECT count(*) FROM {lexical.TABLE} WHERE rowid NOT IN (SELECT key FROM items)"
+                ).fetchone()[0]
+                if stray:
+                    raise IncompatibleError(f"index full-text table holds {stray} rows of no record, {reader.path}")
             return reader.manifest
         except (IncompatibleError, sqlite3.Error) as e:
             if attempt == OPEN_RETRIES - 1 or read_manifest(reader.path) == reader.manifest:

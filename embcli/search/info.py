@@ -91,6 +91,7 @@ def describe(info: dict) -> list[str]:
         f"model: {_model(m.get('provenance'))}",
         "HNSW: " + ", ".join(f"{name.replace('_', ' ')} {m[name]}" for name in HNSW if name in m),
         f"text stored: {'yes' if m.get('store_text', True) else 'no'}",
+        f"full-text index: {_fts(m.get('fts'))}",
         f"generation: {m['generation']}" if "generation" in m else "generation: not recorded",
         f"created: {m.get('created') or 'not recorded'}",
         f"updated: {m.get('updated') or 'not recorded'}",
@@ -127,6 +128,12 @@ def _model(prov: dict | None) -> str:
     parts.append(f"prompt {prov['prompt']!r}" if prov.get("prompt") else "no prompt")
     parts += [f"{k} {v}" for k, v in prov.items() if k not in provenance.KEYS]  # options a later embcli records
     return f"{prov.get('model', '?')} ({', '.join(parts)})"
+
+
+def _fts(fts: dict | None) -> str:
+    if not fts:
+        return "none (search --hybrid and --lexical need one: rebuild with `embcli index --force`)"
+    return f"field {fts['field']!r}, tokenizer {fts['tokenizer']} ({fts.get('tokenize', '?')}), BM25"
 
 
 def _size(n: int) -> str:

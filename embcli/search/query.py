@@ -9,11 +9,13 @@ with their ids and payloads.
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
 import orjson
 
+from embcli.choices import SEARCH_MODES
 from embcli.env import current
 from embcli.errors import IncompatibleError, InputError, UsageError
 from embcli.io.prefetch import chunked_prefetch
@@ -21,7 +23,9 @@ from embcli.io.readers import iter_records
 from embcli.io.streams import BadRecords, Record, Source, get_text, iter_npy_rows, parse_vector
 from embcli.runtime import provenance
 from embcli.runtime.encoder import Encoder, Tokens, encoder_from_provenance
-from embcli.search.index import FULL_SCAN_THRESHOLD, IndexReader, query_model, search_shards
+from embcli.search import lexical
+from embcli.search.fusion import ALPHA, DEPTH, RRF_K, fuse
+from embcli.search.index import FULL_SCAN_THRESHOLD, SEARCH_THREADS, IndexReader, query_model, search_shards
 from embcli.search.shards import open_readers
 
 
@@ -35,6 +39,22 @@ class SearchOptions:
     expansion_search: int | None = None
     full_scan_threshold: int = FULL_SCAN_THRESHOLD
     rescore: int = 0
+    # dense: vectors; lexical: BM25 over the full-text index; hybrid: both, fused (search/fusion.py).
+    mode: str = "dense"
+    fusion: str = "rrf"
+    rrf_k: float = RRF_K
+    alpha: float = ALPHA
+    depth: int = DEPTH  # hybrid: candidates taken from each side (at least k)
+    fts_syntax: bool = False  # query texts are FTS5 query expressions, not plain words
+    explain: bool = False  # hits say their dense_rank and lexical_rank
+
+    @property
+    def dense(self) -> bool:
+        return self.mode != "lexical"
+
+    @property
+    def words(self) -> bool:
+        return self.mode != "dense"
 
 
 @dataclass
@@ -73,10 +93,14 @@ class Hit:
     score: float
     rank: int
     payload: dict = field(default_factory=dict)
+    # With SearchOptions.explain: the hit's rank in the dense and in the BM25 ranking (None: not in its top).
+    ranks: dict[str, int | None] | None = None
 
     def as_record(self) -> dict:
         """The hit as ``search`` writes it; payload fields named like ours are kept under ``payload``."""
         out: dict = {"id": self.id, "score": round(self.score, 6), "rank": self.rank}
+        if self.ranks is not None:
+            out.update(self.ranks)
         clash = {k: v for k, v in self.payload.items() if k in out and k != "id"}
         out.update((k, v) for k, v in self.payload.items() if k not in out)
         if clash:
@@ -182,62 +206,145 @@ class Searcher:
         raise InputError(f"--like: no item has the id {ref!r}, {where}")
 
     def search(
-        self, vectors: np.ndarray, options: SearchOptions, exclude: Sequence[Collection[Place]] | None = None
+        self,
+        vectors: np.ndarray | None,
+        options: SearchOptions,
+        exclude: Sequence[Collection[Place]] | None = None,
+        texts: Sequence[str | None] | None = None,
     ) -> list[list[Hit]]:
-        """Top-k hits per query vector over every shard, merged by score, with payloads.
+        """Top-k hits per query over every shard, merged, with payloads.
 
-        ``exclude``: per query, the (shard, key) places left out of its hits (a more-like-this
-        query's own item); the query still gets k hits.
+        Dense (``options.mode``): by ``vectors``. Lexical: by BM25 over ``texts``. Hybrid: both,
+        each side merged over all shards first, then fused (``fusion.fuse``). A query whose text
+        has no word gets no lexical hits. ``exclude``: per query, the (shard, key) places left out
+        of its hits (a more-like-this query's own item); the query still gets k hits.
         """
+        if options.mode not in SEARCH_MODES:
+            raise UsageError(f"unknown search mode {options.mode!r}; choose from {', '.join(SEARCH_MODES)}")
+        n = len(texts) if vectors is None and texts is not None else len(vectors) if vectors is not None else 0
+        if options.words and (texts is None or len(texts) != n or any(t is None for t in texts)):
+            raise UsageError(f"{options.mode} search needs a text for every query")
+        # Ask for as many more as the most places left out, then drop them: k hits remain.
+        extra = max((len(places) for places in exclude or ()), default=0)
+        want = options.k + extra
+        depth = max(options.k, options.depth) + extra if options.mode == "hybrid" else want
+        dense = self._dense(vectors, options, depth) if options.dense else None
+        words = self._lexical(texts, options, depth) if options.words else None
+        if exclude is not None:
+            dense = _without(dense, exclude) if dense is not None else None
+            words = _without(words, exclude) if words is not None else None
+        ranked: list[list[tuple[Place, float, int | None, int | None]]] = []
+        for i in range(n):
+            if options.mode == "dense":
+                top = enumerate(dense[i][: options.k], start=1)
+                ranked.append([((s, key), score, r, None) for r, (s, key, score) in top])
+            elif options.mode == "lexical":
+                top = enumerate(words[i][: options.k], start=1)
+                ranked.append([((s, key), score, None, r) for r, (s, key, score) in top])
+            else:
+                fused = fuse(
+                    [((s, key), score) for s, key, score in dense[i]],
+                    [((s, key), score) for s, key, score in words[i]],
+                    options.k,
+                    method=options.fusion,
+                    rrf_k=options.rrf_k,
+                    alpha=options.alpha,
+                )
+                ranked.append([(f.place, f.score, f.dense_rank, f.lexical_rank) for f in fused])
+        payloads = [
+            reader.payloads([key for per_query in ranked for (shard, key), *_ in per_query if shard == s])
+            for s, reader in enumerate(self.readers)
+        ]
+        return [
+            [
+                Hit(
+                    payloads[shard][key][0],
+                    score,
+                    rank,
+                    payloads[shard][key][1],
+                    {"dense_rank": d, "lexical_rank": lx} if options.explain else None,
+                )
+                for rank, ((shard, key), score, d, lx) in enumerate(per_query, start=1)
+            ]
+            for per_query in ranked
+        ]
+
+    def _dense(self, vectors: np.ndarray | None, options: SearchOptions, k: int) -> list[list[tuple[int, int, float]]]:
         vectors = np.asarray(vectors, dtype=np.float32)
         if vectors.ndim != 2 or vectors.shape[1] != self.dims:
             width = vectors.shape[-1] if vectors.ndim else 0
             raise IncompatibleError(f"query vectors have {width} dimensions, the index {self.dims}")
-        # Ask for as many more as the most places left out, then drop them: k hits remain.
-        extra = max((len(places) for places in exclude or ()), default=0)
-        raw = search_shards(
+        return search_shards(
             self.readers,
             vectors,
-            options.k + extra,
+            k,
             exact=options.exact,
             where=options.where,
             expansion_search=options.expansion_search,
             full_scan_threshold=options.full_scan_threshold,
             rescore=options.rescore,
         )
-        if exclude is not None:
-            raw = [
-                [hit for hit in per_query if (hit[0], hit[1]) not in places][: options.k]
-                for per_query, places in zip(raw, exclude, strict=True)
-            ]
-        payloads = [
-            reader.payloads([key for per_query in raw for shard, key, _ in per_query if shard == s])
-            for s, reader in enumerate(self.readers)
-        ]
-        return [
-            [
-                Hit(payloads[shard][key][0], score, rank, payloads[shard][key][1])
-                for rank, (shard, key, score) in enumerate(per_query, start=1)
-            ]
-            for per_query in raw
-        ]
+
+    def _lexical(
+        self, texts: Sequence[str | None], options: SearchOptions, k: int
+    ) -> list[list[tuple[int, int, float]]]:
+        """Top-k (shard, key, score) by BM25 per text over every shard, merged by score.
+
+        Each shard ranks by its own BM25 statistics (document frequencies, lengths): shards
+        filled by a hash of the id hold alike samples, so their scores are close to
+        comparable, not equal to one index's (see the README's Hybrid search).
+        """
+        expressions = [lexical.expression_for(t or "", options.fts_syntax) for t in texts]
+        if len(self.readers) == 1:
+            per_shard = [self.readers[0].lexical(expressions, k, options.where)]
+        else:
+            with ThreadPoolExecutor(max_workers=min(len(self.readers), SEARCH_THREADS)) as pool:
+                per_shard = list(pool.map(lambda r: r.lexical(expressions, k, options.where), self.readers))
+        merged = []
+        for i in range(len(expressions)):
+            hits = [(score, s, key) for s, found in enumerate(per_shard) for key, score in found[i]]
+            hits.sort(key=lambda h: (-h[0], h[1], h[2]))
+            merged.append([(s, key, score) for score, s, key in hits[:k]])
+        return merged
+
+    def check_words(self) -> None:
+        """Every searched index has a full-text index (exit 4 naming the first that has none)."""
+        for reader in self.readers:
+            reader.lexical([], 0)
 
     def close(self) -> None:
         for reader in self.readers:
             reader.close()
 
 
+def _without(
+    hits: list[list[tuple[int, int, float]]], exclude: Sequence[Collection[Place]]
+) -> list[list[tuple[int, int, float]]]:
+    pairs = zip(hits, exclude, strict=True)
+    return [[h for h in per_query if (h[0], h[1]) not in places] for per_query, places in pairs]
+
+
 def query_chunks(
-    searcher: Searcher, src: Source, fields: QueryFields, bad: BadRecords, hint: str | None = None
-) -> Iterator[tuple[list[Record], np.ndarray]]:
+    searcher: Searcher,
+    src: Source,
+    fields: QueryFields,
+    bad: BadRecords,
+    hint: str | None = None,
+    mode: str = "dense",
+    fts_syntax: bool = False,
+) -> Iterator[tuple[list[Record], np.ndarray | None]]:
     """Query records in chunks with their vectors: JSONL (a text, embedded, or a checked vector) or NPY rows.
 
     Streams: tokenizing runs ahead in a reader thread, one chunk is embedded while the next is read.
+    ``mode`` lexical or hybrid: every query needs its text (``query_texts``); lexical embeds nothing
+    (vectors None). ``fts_syntax``: a text that is no FTS5 query is bad input (exit 3, naming its line).
     """
     if src.sniff() != "npy":
-        for chunk in chunked_prefetch(_prepared(searcher, src, fields, bad, hint), CHUNK):
-            yield chunk, _vectors(searcher, chunk)
+        for chunk in chunked_prefetch(_prepared(searcher, src, fields, bad, hint, mode, fts_syntax), CHUNK):
+            yield chunk, _vectors(searcher, chunk) if mode != "lexical" else None
         return
+    if mode != "dense":
+        raise UsageError(f"NPY queries are vectors only: {mode} search needs text queries, {src.name}")
     for numbers, block in iter_npy_rows(src, bad):
         if block.shape[1] != searcher.dims:
             raise IncompatibleError(
@@ -248,9 +355,15 @@ def query_chunks(
 
 
 def _prepared(
-    searcher: Searcher, src: Source, fields: QueryFields, bad: BadRecords, hint: str | None
+    searcher: Searcher,
+    src: Source,
+    fields: QueryFields,
+    bad: BadRecords,
+    hint: str | None,
+    mode: str = "dense",
+    fts_syntax: bool = False,
 ) -> Iterator[Record]:
-    """Query records with either a checked vector or the tokens of their text."""
+    """Query records with either a checked vector or the tokens of their text (and, but dense, the text)."""
     for rec in iter_records(src, None, fields.text, bad, json_hint=hint):
         loc = rec.where
         try:
@@ -258,7 +371,13 @@ def _prepared(
                 raise InputError(
                     f"query already has a {fields.output!r} field, {loc}", hint="choose another --output-field"
                 )
-            if fields.vector in rec.data:
+            if mode != "dense":  # the words side needs the text, even when a vector stands in for it on the dense side
+                rec.extra["text"] = get_text(rec, fields.text)
+                if fts_syntax and (why := lexical.check_expression(rec.extra["text"])):
+                    raise InputError(f"query is not an FTS5 query ({why}), {loc}")
+            if mode == "lexical":  # nothing to embed
+                pass
+            elif fields.vector in rec.data:
                 vec = parse_vector(rec.data[fields.vector], fields.vector, loc)
                 made_by = rec.data.get(fields.model) if fields.model else None
                 rec.extra["vector"] = searcher.check_vector(vec, made_by, loc)
@@ -281,9 +400,14 @@ def _vectors(searcher: Searcher, chunk: list[Record]) -> np.ndarray:
     return out
 
 
+def query_texts(chunk: Sequence[Record]) -> list[str | None]:
+    """The texts of a chunk of queries, for the words side of lexical and hybrid search."""
+    return [rec.extra.get("text") for rec in chunk]
+
+
 def given_queries(
-    searcher: Searcher, texts: Sequence[str], likes: Sequence[str], fields: QueryFields
-) -> Iterator[tuple[list[Record], np.ndarray, list[list[Place]] | None]]:
+    searcher: Searcher, texts: Sequence[str], likes: Sequence[str], fields: QueryFields, mode: str = "dense"
+) -> Iterator[tuple[list[Record], np.ndarray | None, list[list[Place]] | None]]:
     """Queries from the command line, in chunks with their vectors and the places each leaves out.
 
     Texts (``--query``) first, as ``{text field: text}`` records embedded exactly as text queries
@@ -291,6 +415,9 @@ def given_queries(
     stored vector and left out of its own hits. Every id is looked up before the first search, so
     an unknown one fails before any output.
     """
+    dense = mode != "lexical"
+    if likes and mode != "dense":
+        raise UsageError(f"--like searches by a stored vector: {mode} search needs text queries (--query)")
     items = [searcher.stored(word, word=True) for word in likes]
     if approx := next((item.approximate for item in items if item.approximate), None):
         current().notice(f"--like: this index keeps no float vectors; searching with {approx}")
@@ -300,9 +427,11 @@ def given_queries(
             if not text or text.isspace():  # argv never holds a NUL byte: empty is all that can be wrong
                 raise UsageError(f"--query number {n} is empty")
             rec = Record(n, {fields.text: text})
-            rec.extra["tokens"] = searcher.tokenize(text)
+            rec.extra["text"] = text
+            if dense:
+                rec.extra["tokens"] = searcher.tokenize(text)
             chunk.append(rec)
-        yield chunk, _vectors(searcher, chunk), None
+        yield chunk, _vectors(searcher, chunk) if dense else None, None
     for start in range(0, len(items), CHUNK):
         part = items[start : start + CHUNK]
         chunk = [Record(n, {"like": item.id}) for n, item in enumerate(part, start=start + 1)]
