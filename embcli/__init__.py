@@ -33,6 +33,7 @@ _EXPORTS = {
     "detect_anomalies": "embcli.api",
     "diff": "embcli.api",
     "quantize": "embcli.api",
+    "term_shift": "embcli.api",
     "Clusters": "embcli.api",
     "Classification": "embcli.api",
     "Anomalies": "embcli.api",
@@ -59,6 +60,7 @@ __all__ = [  # noqa: RUF022 - grouped as in _EXPORTS
     "detect_anomalies",
     "diff",
     "quantize",
+    "term_shift",
     "Clusters",
     "Classification",
     "Anomalies",
@@ -88,6 +90,7 @@ if TYPE_CHECKING:
         quantize,
         read_records,
         read_vectors,
+        term_shift,
         write_records,
     )
     from embcli.env import Env, using
