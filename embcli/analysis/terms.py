@@ -178,8 +178,11 @@ def _chosen(count: int, cap: int) -> set[int]:
     return {i * count // cap for i in range(cap)}
 
 
-def _accumulate(encoder, side: _Side, vocab: dict[str, int], options: TermOptions, label: str) -> None:
-    """Encode the chosen occurrences of the vocabulary's words on one side and sum their vectors."""
+def _accumulate(encoder, side: _Side, vocab: dict[str, int], options: TermOptions, label: str) -> int:
+    """Encode the chosen occurrences of the vocabulary's words on one side and sum their vectors.
+
+    Returns how many texts ran through the model (those holding a chosen occurrence).
+    """
     env = current()
     picks = {w: _chosen(side.counts[w], options.max_occurrences) for w in vocab}
     seen: Counter = Counter()
@@ -220,6 +223,7 @@ def _accumulate(encoder, side: _Side, vocab: dict[str, int], options: TermOption
                     if side.ids[t] is not None:
                         example = {"id": side.ids[t], **example}
                     side.examples[row].append(example)
+    return len(wanted)
 
 
 def _procrustes(xa: np.ndarray, xb: np.ndarray) -> np.ndarray:
@@ -299,8 +303,7 @@ def term_shift(
             hint="lower --min-count, or give more text",
         )
     vocab = {w: i for i, w in enumerate(words)}
-    _accumulate(encoder, a, vocab, o, "A")
-    _accumulate(encoder, b, vocab, o, "B")
+    encoded = {"a": _accumulate(encoder, a, vocab, o, "A"), "b": _accumulate(encoder, b, vocab, o, "B")}
     env.phase(f"aligning {len(words):,} words…")
     na, nb = np.maximum(a.used, 1).astype(np.float64), np.maximum(b.used, 1).astype(np.float64)
     ma, mb = a.sums / na[:, None], b.sums / nb[:, None]
@@ -344,6 +347,7 @@ def term_shift(
         "max_occurrences": o.max_occurrences,
         "min_ratio": o.min_ratio,
         "dims": int(ma.shape[1]),
+        "texts_encoded": encoded,
         "alignment": info,
         "most_moved": [entry(int(i), True) for i in order[: o.top]],
         "most_stable": [entry(int(i), False) for i in order[::-1][: min(o.top, 10)]],
