@@ -89,7 +89,7 @@ def table(report: dict, console: Console) -> None:
     for w in report["most_moved"]:
         ex_a = w["examples_a"][0]["text"] if w.get("examples_a") else ""
         ex_b = w["examples_b"][0]["text"] if w.get("examples_b") else ""
-        mark = "" if w["moved"] else " [dim](noise)[/dim]"
+        mark = "" if w["moved"] else " [dim](within noise)[/dim]"
         t.add_row(
             w["word"] + mark, f"{w['shift']:.3f}", f"{w['ratio']:.1f}", f"{w['used_a']}/{w['used_b']}", ex_a, ex_b
         )
