@@ -130,3 +130,10 @@ def test_cli_terms_empty_and_bad_input(tmp_path):
     few.write_text('{"text": "a python"}\n')
     r = cli_inproc("diff", str(few), str(ANIMALS), "--terms")
     assert r.code == 3 and "--min-count" in r.err
+
+
+def test_api_term_shift_checks_its_sides():
+    with pytest.raises(embcli.UsageError, match="B must be texts"):
+        embcli.term_shift(["a python"], [3])
+    with pytest.raises(embcli.UsageError, match="min_count"):
+        embcli.term_shift(["a"], ["b"], min_count=1)
