@@ -137,3 +137,20 @@ def test_api_term_shift_checks_its_sides():
         embcli.term_shift(["a python"], [3])
     with pytest.raises(embcli.UsageError, match="min_count"):
         embcli.term_shift(["a"], ["b"], min_count=1)
+
+
+def test_alignment_undoes_a_rotation_when_there_are_enough_words():
+    from embcli.analysis.terms import TermOptions, align, standardized
+
+    rng = np.random.default_rng(0)
+    ma = rng.normal(size=(60, 8))
+    rotation, _ = np.linalg.qr(rng.normal(size=(8, 8)))
+    mb = (ma + 0.01 * rng.normal(size=ma.shape)) @ rotation.T + 5.0  # B: A turned and moved, a little noise
+    mb[:3] = rng.normal(size=(3, 8)) + 5.0  # three words whose vectors really moved
+    spread = (np.full(60, 0.5), np.full(60, 0.5))
+    used = (np.full(60, 1e6), np.full(60, 1e6))  # so many occurrences that sampling noise is nil
+    xa, xb, info = align(ma, mb, spread, used, TermOptions())
+    assert "rotated" in info["method"] and info["compass_words"] == 45
+    shift = standardized(xa, xb, spread, used)
+    assert set(np.argsort(-shift)[:3]) == {0, 1, 2}
+    assert np.abs(xa[3:] - xb[3:]).max() < 0.1  # the rest line up again
