@@ -35,6 +35,7 @@ _EXPORTS = {
     "quantize": "embcli.api",
     "evaluate": "embcli.api",
     "Evaluation": "embcli.analysis.evaluate",
+    "term_shift": "embcli.api",
     "Clusters": "embcli.api",
     "Classification": "embcli.api",
     "Anomalies": "embcli.api",
@@ -63,6 +64,7 @@ __all__ = [  # noqa: RUF022 - grouped as in _EXPORTS
     "quantize",
     "evaluate",
     "Evaluation",
+    "term_shift",
     "Clusters",
     "Classification",
     "Anomalies",
@@ -94,6 +96,7 @@ if TYPE_CHECKING:
         quantize,
         read_records,
         read_vectors,
+        term_shift,
         write_records,
     )
     from embcli.env import Env, using

@@ -16,6 +16,7 @@ from embcli.api.analyses import (
     detect_anomalies,
     diff,
     quantize,
+    term_shift,
 )
 from embcli.api.arrow import embed_arrow
 from embcli.api.encoding import Encoder, ensure_model, resolve
@@ -41,5 +42,6 @@ __all__ = [
     "read_records",
     "read_vectors",
     "resolve",
+    "term_shift",
     "write_records",
 ]

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from embcli.analysis.classify import Head, LabelSpec
     from embcli.analysis.diff import DiffResult
     from embcli.analysis.quantize import Quantizer
+    from embcli.analysis.terms import TermShift
 
 
 def _matrix(vectors: np.ndarray) -> np.ndarray:
@@ -229,6 +230,54 @@ def diff(
     (xa, ra), (xb, rb) = _side(a), _side(b)
     options = DiffOptions(by, alpha, kernel, permutations, max_samples, seed, k, min_overlap, top, text_field)
     return compare(xa, ra, xb, rb, options)
+
+
+def _texts(side: Sequence[str] | Sequence[dict] | str | os.PathLike, text_field: str, label: str):
+    from embcli.analysis.terms import read_texts
+    from embcli.io.streams import BadRecords
+
+    if isinstance(side, (str, os.PathLike)):
+        return read_texts(os.fspath(side), text_field, BadRecords(), label=label)
+    items = list(side)
+    if all(isinstance(t, str) for t in items):
+        return items, [None] * len(items)
+    if not all(isinstance(r, dict) and isinstance(r.get(text_field), str) for r in items):
+        raise UsageError(f"{label} must be texts, records with a {text_field!r} string field, or a path")
+    return [r[text_field] for r in items], [r.get("id") for r in items]
+
+
+def term_shift(
+    a: Sequence[str] | Sequence[dict] | str | os.PathLike,
+    b: Sequence[str] | Sequence[dict] | str | os.PathLike,
+    *,
+    model: str | None = None,
+    device: str = "auto",
+    threads: int | None = None,
+    text_field: str = "text",
+    min_count: int = 10,
+    max_occurrences: int = 64,
+    min_ratio: float = 6.0,
+    top: int = 10,
+    examples: int = 2,
+) -> TermShift:
+    """Which words changed meaning from A to B, as ``embcli diff A B --terms`` says.
+
+    Each side is a list of texts, a list of records (``text_field``, and ``id`` when
+    present, for the example contexts) or a path. Words that occur at least ``min_count``
+    times on both sides get a contextual vector per side from the model's token states
+    (at most ``max_occurrences`` occurrences each); ``.report["most_moved"]`` ranks the
+    ``top`` that moved most, with example contexts; ``.different`` is diff's exit 1.
+    """
+    from embcli.analysis.terms import TermOptions
+    from embcli.analysis.terms import term_shift as run
+    from embcli.api.encoding import Encoder
+
+    if min_count < 2 or max_occurrences < 2:
+        raise UsageError("min_count and max_occurrences must be at least 2")
+    (ta, ia), (tb, ib) = _texts(a, text_field, "A"), _texts(b, text_field, "B")
+    encoder = Encoder(model, device=device, threads=threads).runtime
+    options = TermOptions(min_count, max_occurrences, top, examples, min_ratio)
+    return run(ta, tb, encoder, options, ids_a=ia, ids_b=ib)
 
 
 @dataclass

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Optional
 import typer
 
 from embcli.commands import _options as o
+from embcli.commands import _terms as terms_cli
 from embcli.commands._ui import phases, say, warn
 
 if TYPE_CHECKING:
@@ -80,7 +81,8 @@ TopOpt = o.option(
     "--top",
     min=0,
     metavar="N",
-    help="List the N items of B least like A and of A least like B (most changed ids in aligned mode).",
+    help="List the N items of B least like A and of A least like B (most changed ids in aligned mode; "
+    "most moved words with --terms).",
     panel=o.IO,
 )
 ItemsOpt = o.option(
@@ -114,6 +116,13 @@ def diff(
     text_field: o.TextField = "text",
     vector_field: o.VectorField = "embedding",
     on_error: o.OnErrorOpt = o.OnError.fail,
+    terms: terms_cli.TermsOpt = False,
+    min_count: terms_cli.MinCountOpt = 10,
+    max_occurrences: terms_cli.MaxOccurrencesOpt = 64,
+    min_ratio: terms_cli.MinRatioOpt = 6.0,
+    model: o.ModelOpt = None,
+    device: o.DeviceOpt = o.Device.auto,
+    threads: o.Threads = None,
     quiet: o.Quiet = False,
 ) -> None:
     """Compare two sets of embeddings; exit 0 when alike, 1 when different, 2 or more on any error.
@@ -123,18 +132,32 @@ def diff(
     regression AUC) and TTE depth with a rank-sum test, Holm-corrected at
     --alpha; plus centroid distance and the share of shifted dimensions. Aligned
     mode (--by id): does a model swap change who neighbours whom? Jaccard@k of
-    each item's neighbours in A's and B's spaces. Reads both inputs whole.
+    each item's neighbours in A's and B's spaces. Terms mode (--terms, on texts):
+    which words changed meaning? Each word's contexts in A and in B, as the
+    model's token states, aligned on the stable words; different when a word
+    moved beyond sampling noise (--min-ratio). Reads both inputs whole.
 
     Exit status, as diff(1): 0 same, 1 different; errors never exit 1: 2 usage
     error or failure (e.g. stdout cannot be written), 3 bad input data, 4
     incompatible input, 130 interrupted.
     """
     from embcli.analysis.diff import DiffOptions, compare, read_side
-    from embcli.errors import DiffExit, UsageError
+    from embcli.errors import UsageError
     from embcli.io.streams import BadRecords
 
     if a == "-" and b == "-":
         raise UsageError("only one of A and B can be stdin")
+    if terms:
+        if by:
+            raise UsageError("--terms compares two corpora of texts; it cannot go with --by")
+        from embcli.analysis.terms import TermOptions
+
+        run = terms_cli.TermsRun(
+            o.value(input_format), text_field, on_error is o.OnError.skip, model, device.value, threads, quiet
+        )
+        result = terms_cli.compare_terms(a, b, run, TermOptions(min_count, max_occurrences, top, min_ratio=min_ratio))
+        _finish(result, items, fmt, output, quiet)
+        return
     bad = BadRecords(skip=on_error is o.OnError.skip)
     with phases(quiet):  # on a terminal: "reading a.jsonl… 12,345 vectors", replaced by the next phase
         xa, ra = read_side(a, vector_field, bad, o.value(input_format))
@@ -148,6 +171,13 @@ def diff(
         say(f"testing on a sample of at most {max_samples:,} vectors per side (--max-samples)", quiet)
     with phases(quiet):  # "testing: MMD…", "testing: classifier (fold 2/5)…"; gone before the report goes out
         result = compare(xa, ra, xb, rb, options, list_items=not items)
+    _finish(result, items, fmt, output, quiet)
+
+
+def _finish(result, items: bool, fmt: ReportFormat | None, output: str | None, quiet: bool) -> None:
+    """The report (or the listed items, with the verdict on stderr); exit 1 when A and B differ."""
+    from embcli.errors import DiffExit
+
     if items:
         import orjson
 
@@ -186,6 +216,9 @@ def _emit(report: dict, fmt: ReportFormat | None, output: str | None) -> None:
 def _table(report: dict, console: Console) -> None:
     from rich.table import Table
 
+    if report["mode"] == "terms":
+        terms_cli.table(report, console)
+        return
     console.print(f"[bold]{report['verdict'].upper()}[/bold] ({report['mode']} mode)")
     if report["mode"] == "corpus" and "tests" in report:
         t = Table("test", "statistic", "p-value", "rejects")

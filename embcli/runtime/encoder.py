@@ -37,6 +37,15 @@ class Tokens:
         return len(self.ids) if self.cached_count is None else self.cached_count
 
 
+@dataclass
+class TokenStates:
+    """One text's token vectors as the graph computes them, before pooling, and where each token came from."""
+
+    vectors: np.ndarray  # (tokens, full dim) float32: the graph's last hidden state, special tokens included
+    word_ids: list[int | None]  # per token: the word (the tokenizer's pre-token) it is part of; None: special
+    offsets: list[tuple[int, int]]  # per token: its character span in the text
+
+
 def default_threads() -> int:
     try:
         return len(os.sched_getaffinity(0))
@@ -208,6 +217,32 @@ class Encoder:
     def hidden_states(self, ids: list[Sequence[int]]) -> tuple[np.ndarray, np.ndarray]:
         """One batch's token vectors straight from the graph, and its attention mask (what the gate compares)."""
         return self._run(ids)
+
+    def token_states(self, texts: Sequence[str]) -> list[TokenStates]:
+        """Each text's per-token states (the last hidden state, before pooling), in input order.
+
+        Texts are tokenized without the prompt (a word's vector in its own context is
+        what term-level analyses compare, and offsets stay those of the text) and cut to
+        ``max_length`` tokens; batches are sorted by length as ``encode`` does.
+        """
+        cut = PREFIX_CHARS_PER_TOKEN * self.max_length  # bounded tokenizer memory; only max_length tokens stay
+        encs = self.tokenizer.encode_batch([t[:cut] for t in texts])
+        ids = [e.ids for e in encs]
+        lengths = np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(ids))
+        out: list[TokenStates | None] = [None] * len(ids)
+        for batch in self._batches(np.argsort(lengths, kind="stable"), lengths):
+            hidden, _ = self._run([ids[i] for i in batch])
+            if hidden.ndim != 3:
+                raise IncompatibleError(
+                    f"model {self.spec.name!r} outputs pooled vectors only, not token states, {self.spec.onnx_path}",
+                    hint="term-level analyses need a graph with a last_hidden_state or token_embeddings output",
+                )
+            hidden = hidden.astype(np.float32, copy=False)
+            for row, i in enumerate(batch):
+                enc = encs[i]
+                out[i] = TokenStates(hidden[row, : len(ids[i])].copy(), list(enc.word_ids), list(enc.offsets))
+            self.batches_run += 1
+        return out  # type: ignore[return-value]
 
     def _batches(self, order: np.ndarray, lengths: np.ndarray) -> list[np.ndarray]:
         """Cut the length-sorted order into batches under the size and padded-token caps."""
