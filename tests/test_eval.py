@@ -158,14 +158,16 @@ def test_config_strings_become_search_options():
     )
     assert parse_config("dense").settings() == {}
     assert parse_config("exact").search.exact and parse_config("--exact=true").search.exact
+    c = parse_config("--hybrid --fusion linear --alpha 0.3 --rrf-k 10")
+    assert (c.search.mode, c.search.fusion, c.search.alpha, c.search.rrf_k) == ("hybrid", "linear", 0.3, 10.0)
+    assert parse_config("lexical").search.mode == "lexical" and parse_config("dense").search.mode == "dense"
 
 
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("hybrid", "hybrid retrieval is not available in this version"),
-        ("lexical", "lexical retrieval is not available in this version"),
-        ("--hybrid --fusion rrf", "--hybrid is not available in this version"),
+        ("hybrid --lexical", "names two retrieval modes, hybrid and lexical"),
+        ("--alpha half", "--alpha takes a number, got 'half'"),
         ("--group-by parent", "--group-by is not available in this version"),
         ("--bogus 3", "unknown setting '--bogus'"),
         ("ef=many", "--ef takes a number, got 'many'"),
@@ -241,6 +243,17 @@ def test_eval_dense_scores_the_hits_search_returns(idx):
     per_query = [score_query([h["id"] for h in q["results"]], judged[q["id"]], [10]) for q in r.records()]
     report = _report(idx["f32"], "--queries", QUERIES, "--qrels", QRELS)
     assert report["configs"][0]["metrics"] == pytest.approx(mean_scores(per_query, names), abs=1e-12)
+
+
+@pytest.mark.parametrize("mode", ["hybrid", "lexical"])
+def test_eval_hybrid_and_lexical_score_the_hits_search_returns(idx, mode):
+    """`--config hybrid` / `lexical` is `embcli search --hybrid` / `--lexical` scored, hit for hit."""
+    r = cli_inproc("search", "-q", idx["f32"], f"--{mode}", "-k", "10", "--queries", QUERIES)
+    assert r.code == 0, r.err
+    judged = read_qrels(QRELS).by_query()
+    per_query = [score_query([h["id"] for h in q["results"]], judged[q["id"]], [10]) for q in r.records()]
+    report = _report(idx["f32"], "--queries", QUERIES, "--qrels", QRELS, "--config", mode)
+    assert report["configs"][0]["metrics"] == pytest.approx(mean_scores(per_query, metric_names([10])), abs=1e-12)
 
 
 def test_qrels_and_queries_in_other_formats_give_the_same_report(idx, tmp_path):
@@ -342,7 +355,7 @@ def test_bad_queries_and_options(idx, tmp_path):
     noid.write_text('{"text": "a"}\n', encoding="utf-8")
     r = cli_inproc("eval", idx["f32"], "--queries", str(noid), "--qrels", QRELS)
     assert r.code == 3 and "query has no 'id' field" in r.err
-    r = cli_inproc("eval", idx["f32"], "--queries", QUERIES, "--qrels", QRELS, "--config", "hybrid")
+    r = cli_inproc("eval", idx["f32"], "--queries", QUERIES, "--qrels", QRELS, "--config", "--group-by parent")
     assert r.code == 2 and "not available in this version" in r.err
     r = cli_inproc("eval", "--queries", QUERIES, "--qrels", QRELS)
     assert r.code == 2 and "names no index" in r.err

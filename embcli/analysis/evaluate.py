@@ -244,7 +244,7 @@ def _search(
         return []
     vectors = np.empty((len(queries), searcher.dims), dtype=np.float32)
     texts = [i for i, q in enumerate(queries) if q.vector is None]
-    if texts:
+    if texts and options.dense:  # lexical retrieval embeds nothing
         key = orjson.dumps(
             [searcher.provenance, searcher.query.prompt, searcher.query.prompt_name, searcher.query.model],
             option=orjson.OPT_SORT_KEYS,
@@ -258,8 +258,9 @@ def _search(
             vectors[i] = searcher.check_vector(q.vector, q.made_by, q.where)
     out: list[list[tuple[str, object]]] = []
     for start in range(0, len(queries), CHUNK):
-        # HOOK: hybrid and lexical retrieval need the query texts too; when Searcher.search takes
-        # them, pass [q.text for q in queries[start : start + CHUNK]] here.
-        for hits in searcher.search(vectors[start : start + CHUNK], options):
+        # Lexical and hybrid retrieval match the query texts too (a vector query has none: refused there).
+        chunk_texts = [q.text for q in queries[start : start + CHUNK]] if options.words else None
+        chunk_vectors = vectors[start : start + CHUNK] if options.dense else None
+        for hits in searcher.search(chunk_vectors, options, texts=chunk_texts):
             out.append([(id_key(hit.id) or str(hit.id), hit.id) for hit in hits])
     return out

@@ -54,6 +54,7 @@ ConfigOpt = o.option(
     metavar="TEXT",
     show_default=False,
     help="A search configuration, one column of the report (repeatable): 'dense' (the default), "
+    "'hybrid', 'lexical', '--fusion linear --alpha 0.3', "
     "'ef=256' or '--expansion-search 256', '--rescore 4', '--exact', \"--where 'year >= 2020'\", "
     "'--query-prompt TEXT', 'index=OTHER.idx' (another index or model), 'name=LABEL'.",
     panel=EVAL,

@@ -17,10 +17,11 @@ Words are split as a shell would (quote values with spaces). Every setting lands
 existing search path: ``SearchOptions`` (how hits are found) and ``QueryOptions`` fields (how
 text queries are embedded), by name.
 
-Retrieval modes other than dense (``hybrid``, ``lexical``) and result grouping
-(``--group-by``) are named here already; each becomes available by itself once
-``SearchOptions`` has the field it sets (see ``MODES`` and ``FLAGS``), and until then a config
-naming it is a usage error saying it is not available in this version.
+    hybrid  --hybrid  lexical  --lexical   retrieval mode (dense is the default)
+    --fusion rrf|linear  --rrf-k N  --alpha A  --fusion-depth N   how hybrid fuses
+
+A setting whose ``SearchOptions`` field this version lacks (``--group-by`` until result
+grouping lands) is a usage error saying it is not available in this version.
 """
 
 from __future__ import annotations
@@ -37,8 +38,8 @@ from embcli.search.query import QueryOptions, SearchOptions
 # (If the field names differ, change them here: nothing else in eval names a mode.)
 MODES: dict[str, dict[str, object]] = {
     "dense": {},
-    "hybrid": {"hybrid": True},
-    "lexical": {"lexical": True},
+    "hybrid": {"mode": "hybrid"},
+    "lexical": {"mode": "lexical"},
 }
 
 
@@ -49,7 +50,7 @@ class Flag:
 
     target: str
     attr: str
-    kind: type = str  # int, str, or bool (a switch: takes no value)
+    kind: type = str  # int, float, str, or bool (a switch: takes no value)
     minimum: int | None = None
 
 
@@ -60,9 +61,12 @@ FLAGS: dict[str, Flag] = {
     "--ef": Flag("search", "expansion_search", int, 1),
     "--where": Flag("search", "where"),
     "--full-scan-threshold": Flag("search", "full_scan_threshold", int, 0),
-    "--hybrid": Flag("search", "hybrid", bool),
-    "--lexical": Flag("search", "lexical", bool),
+    "--hybrid": Flag("mode", "hybrid", bool),
+    "--lexical": Flag("mode", "lexical", bool),
     "--fusion": Flag("search", "fusion"),
+    "--rrf-k": Flag("search", "rrf_k", float),
+    "--alpha": Flag("search", "alpha", float),
+    "--fusion-depth": Flag("search", "depth", int, 1),
     "--group-by": Flag("search", "group_by"),
     "--query-prompt": Flag("query", "prompt"),
     "--prompt-name": Flag("query", "prompt_name"),
@@ -140,10 +144,11 @@ def parse_config(text: str) -> SearchConfig:
         if flag.kind is bool:
             if value is not None and value.lower() not in ("true", "1", "yes"):
                 raise UsageError(f"config {text!r}: {flag_name} is a switch and takes no value")
-            if flag.attr in ("hybrid", "lexical"):
+            if flag.target == "mode":
                 _use_mode(config, flag.attr, mode, text, search_fields)
                 mode = flag.attr
-            setattr(config.search, flag.attr, True)
+            else:
+                setattr(config.search, flag.attr, True)
             continue
         if value is None:
             if i >= len(words):
@@ -174,9 +179,9 @@ def _use_mode(config: SearchConfig, mode: str, before: str | None, text: str, se
 
 def _set(config: SearchConfig, flag: Flag, flag_name: str, value: str, text: str) -> None:
     converted: object = value
-    if flag.kind is int:
+    if flag.kind in (int, float):
         try:
-            converted = int(value)
+            converted = flag.kind(value)
         except ValueError:
             raise UsageError(f"config {text!r}: {flag_name} takes a number, got {value!r}") from None
         if flag.minimum is not None and converted < flag.minimum:
