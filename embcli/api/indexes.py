@@ -165,9 +165,21 @@ class Index:
         expansion_search: int | None = None,
         full_scan_threshold: int | None = None,
         rescore: int = 0,
+        group_by: str | None = None,
+        group_fusion: str = "max",
+        group_top: int = 3,
     ) -> list[list[Hit]]:
-        """Top-``k`` hits per query, best first: texts (embedded as the index's manifest says) or vectors."""
+        """Top-``k`` hits per query, best first: texts (embedded as the index's manifest says) or vectors.
+
+        ``group_by`` (e.g. ``"parent"`` for chunks from ``embed_records(chunking=...)``): the top ``k``
+        values of that payload field, each as its best hit, scored by ``group_fusion`` (``"max"``, or
+        ``"sum"`` of its ``group_top`` best hits), with ``Hit.group_hits``; as ``search --group-by``.
+        """
+        from embcli.search.grouping import check_grouping
         from embcli.search.query import SearchOptions
+
+        if group_by is not None:
+            check_grouping(group_by, group_fusion, group_top)
 
         if isinstance(queries, str):
             raise UsageError("search() takes a list of queries, not one string")
@@ -178,7 +190,16 @@ class Index:
             return []
         else:
             vectors = self._searcher.embed(list(queries))
-        options = SearchOptions(k, exact, where, expansion_search, rescore=rescore)
+        options = SearchOptions(
+            k,
+            exact,
+            where,
+            expansion_search,
+            rescore=rescore,
+            group_by=group_by,
+            group_fusion=group_fusion,
+            group_top=group_top,
+        )
         if full_scan_threshold is not None:
             options.full_scan_threshold = full_scan_threshold
         return self._searcher.search(vectors, options)

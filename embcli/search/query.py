@@ -9,7 +9,7 @@ with their ids and payloads.
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import orjson
@@ -21,6 +21,7 @@ from embcli.io.readers import iter_records
 from embcli.io.streams import BadRecords, Record, Source, get_text, iter_npy_rows, parse_vector
 from embcli.runtime import provenance
 from embcli.runtime.encoder import Encoder, Tokens, encoder_from_provenance
+from embcli.search.grouping import grouped_search
 from embcli.search.index import FULL_SCAN_THRESHOLD, IndexReader, query_model, search_shards
 from embcli.search.shards import open_readers
 
@@ -35,6 +36,9 @@ class SearchOptions:
     expansion_search: int | None = None
     full_scan_threshold: int = FULL_SCAN_THRESHOLD
     rescore: int = 0
+    group_by: str | None = None  # one hit per value of this payload field (search/grouping.py)
+    group_fusion: str = "max"
+    group_top: int = 3  # hits summed per group by the "sum" fusion
 
 
 @dataclass
@@ -73,10 +77,13 @@ class Hit:
     score: float
     rank: int
     payload: dict = field(default_factory=dict)
+    group_hits: int | None = None  # grouped search: the group's hits among the candidates
 
     def as_record(self) -> dict:
         """The hit as ``search`` writes it; payload fields named like ours are kept under ``payload``."""
         out: dict = {"id": self.id, "score": round(self.score, 6), "rank": self.rank}
+        if self.group_hits is not None:
+            out["group_hits"] = self.group_hits
         clash = {k: v for k, v in self.payload.items() if k in out and k != "id"}
         out.update((k, v) for k, v in self.payload.items() if k not in out)
         if clash:
@@ -187,8 +194,31 @@ class Searcher:
         """Top-k hits per query vector over every shard, merged by score, with payloads.
 
         ``exclude``: per query, the (shard, key) places left out of its hits (a more-like-this
-        query's own item); the query still gets k hits.
+        query's own item); the query still gets k hits. With ``options.group_by``: the top k
+        groups, each as its best hit (search/grouping.py).
         """
+        if options.group_by is None:
+            return self._search(vectors, options, exclude)
+        vectors = np.asarray(vectors, dtype=np.float32)
+        flat = replace(options, group_by=None)
+
+        def fetch(rows: Sequence[int], n: int) -> list[list[Hit]]:
+            left_out = None if exclude is None else [exclude[r] for r in rows]
+            return self._search(vectors[list(rows)], replace(flat, k=n), left_out)
+
+        return grouped_search(
+            fetch,
+            len(vectors),
+            options.k,
+            options.group_by,
+            fusion=options.group_fusion,
+            top=options.group_top,
+            total=sum(r.count for r in self.readers),
+        )
+
+    def _search(
+        self, vectors: np.ndarray, options: SearchOptions, exclude: Sequence[Collection[Place]] | None = None
+    ) -> list[list[Hit]]:
         vectors = np.asarray(vectors, dtype=np.float32)
         if vectors.ndim != 2 or vectors.shape[1] != self.dims:
             width = vectors.shape[-1] if vectors.ndim else 0
