@@ -22,6 +22,7 @@ from embcli.version import __version__
 # name -> module that defines it
 _EXPORTS = {
     "Encoder": "embcli.api",
+    "Chunking": "embcli.api",
     "ensure_model": "embcli.api",
     "embed_arrow": "embcli.api",
     "Index": "embcli.api",
@@ -51,6 +52,7 @@ _EXPORTS = {
 __all__ = [  # noqa: RUF022 - grouped as in _EXPORTS
     "__version__",
     "Encoder",
+    "Chunking",
     "ensure_model",
     "embed_arrow",
     "Index",
@@ -82,6 +84,7 @@ if TYPE_CHECKING:
     from embcli.analysis.evaluate import Evaluation
     from embcli.api import (
         Anomalies,
+        Chunking,
         Classification,
         Clusters,
         Encoder,

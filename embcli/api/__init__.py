@@ -23,9 +23,11 @@ from embcli.api.encoding import Encoder, ensure_model, resolve
 from embcli.api.evaluation import evaluate
 from embcli.api.indexes import Index
 from embcli.api.records import read_records, read_vectors, write_records
+from embcli.runtime.chunking import Chunking
 
 __all__ = [
     "Anomalies",
+    "Chunking",
     "Classification",
     "Clusters",
     "Encoder",

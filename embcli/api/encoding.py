@@ -8,8 +8,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from embcli.errors import UsageError
+from embcli.runtime.chunking import Chunking
 
 if TYPE_CHECKING:
+    from embcli.runtime.chunking import Chunker
     from embcli.runtime.encoder import Encoder as _RuntimeEncoder
     from embcli.store.models import ModelSpec
 
@@ -128,22 +130,28 @@ class Encoder:
         model_field: str = "embedding_model",
         overwrite: bool = False,
         skip_bad: bool = False,
+        chunking: Chunking | None = None,
     ) -> Iterator[dict]:
         """Each record with its vector (a float32 array) and provenance added, streaming, in input order.
 
         Bad records raise ``InputError`` (``skip_bad=True`` skips them), as ``embed`` does.
+        With ``chunking`` (``embcli.Chunking()``: defaults as ``embed --chunk``), each record
+        becomes one record per chunk of its text, as ``chunk_records`` gives them, each embedded.
         """
         from embcli.io.streams import BadRecords, Record
         from embcli.runtime.embedding import EmbedStats, embed_records
 
         reserved = () if overwrite else tuple(f for f in (vector_field, model_field) if f)
-        numbered = (Record(i, dict(r), source="<records>") for i, r in enumerate(records, start=1))
+        bad = BadRecords(skip=skip_bad)
+        numbered: Iterable = (Record(i, dict(r), source="<records>") for i, r in enumerate(records, start=1))
+        if chunking is not None:
+            numbered = self._chunker(chunking).records(numbered, text_field=text_field, bad=bad, overwrite=overwrite)
         prov = self.provenance
         for recs, vecs in embed_records(
             numbered,
             self._enc,
             text_field=text_field,
-            bad=BadRecords(skip=skip_bad),
+            bad=bad,
             stats=EmbedStats(),
             reserved=reserved,
         ):
@@ -152,3 +160,32 @@ class Encoder:
                 if model_field:
                     rec.data[model_field] = prov
                 yield rec.data
+
+    def chunk_records(
+        self,
+        records: Iterable[dict],
+        chunking: Chunking | None = None,
+        *,
+        text_field: str = "text",
+        overwrite: bool = False,
+        skip_bad: bool = False,
+    ) -> Iterator[dict]:
+        """Each record as one record per chunk of its text, as ``embed --chunk`` writes them (no vectors).
+
+        A chunk record has ``id`` "<parent>#<n>", ``parent`` (the record's id, else its number
+        from 1), ``chunk`` (n from 0), ``span`` ([start, end) characters of the text) and the
+        chunk's text as ``text_field``; every other field passes through. With a context
+        (``Chunking(context_field=...)``), what the model sees is the context, a blank line and
+        the chunk's text: ``embed_records(chunking=...)`` embeds exactly that.
+        """
+        from embcli.io.streams import BadRecords, Record
+
+        numbered = (Record(i, dict(r), source="<records>") for i, r in enumerate(records, start=1))
+        chunker = self._chunker(chunking or Chunking())
+        for rec in chunker.records(numbered, text_field=text_field, bad=BadRecords(skip=skip_bad), overwrite=overwrite):
+            yield rec.data
+
+    def _chunker(self, chunking: Chunking) -> Chunker:
+        from embcli.runtime.chunking import Chunker
+
+        return Chunker(self._enc.tokenizer, self._enc.max_length, self._enc.prompt, chunking)

@@ -179,6 +179,9 @@ class Index:
         fusion_depth: int = 100,
         fts_syntax: bool = False,
         explain: bool = False,
+        group_by: str | None = None,
+        group_fusion: str = "max",
+        group_top: int = 3,
     ) -> list[list[Hit]]:
         """Top-``k`` hits per query, best first: texts (embedded as the index's manifest says) or vectors.
 
@@ -187,8 +190,16 @@ class Index:
         "linear" with the dense weight ``alpha``, from each side's top ``fusion_depth``), as
         ``embcli search --hybrid`` / ``--lexical``. ``explain``: hits carry ``ranks``
         ({"dense_rank", "lexical_rank"}). ``fts_syntax``: texts are FTS5 query expressions.
+
+        ``group_by`` (e.g. ``"parent"`` for chunks from ``embed_records(chunking=...)``): the top ``k``
+        values of that payload field, each as its best hit, scored by ``group_fusion`` (``"max"``, or
+        ``"sum"`` of its ``group_top`` best hits), with ``Hit.group_hits``; as ``search --group-by``.
         """
+        from embcli.search.grouping import check_grouping
         from embcli.search.query import SearchOptions
+
+        if group_by is not None:
+            check_grouping(group_by, group_fusion, group_top)
 
         if isinstance(queries, str):
             raise UsageError("search() takes a list of queries, not one string")
@@ -225,6 +236,9 @@ class Index:
             depth=fusion_depth,
             fts_syntax=fts_syntax,
             explain=explain,
+            group_by=group_by,
+            group_fusion=group_fusion,
+            group_top=group_top,
         )
         if full_scan_threshold is not None:
             options.full_scan_threshold = full_scan_threshold

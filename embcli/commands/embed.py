@@ -99,6 +99,50 @@ PartRowsOpt = o.option(
     "Default: 50000.",
     panel=SCALE,
 )
+CHUNKING = "Long texts"
+ChunkOpt = o.option(
+    bool,
+    "--chunk",
+    help="Cut texts longer than the model takes into overlapping token windows, one record per chunk: "
+    "id '<id>#<n>', parent (the record's id, else its number from 1), chunk (n from 0), span ([start, end) "
+    "characters of the text) and the chunk's text as --text-field; other fields pass through. No text is "
+    "dropped: the windows cover every token, and no chunk is truncated.",
+    panel=CHUNKING,
+)
+ChunkTokensOpt = o.option(
+    Optional[int],
+    "--chunk-tokens",
+    metavar="N",
+    min=1,
+    show_default=False,
+    help="--chunk: most text tokens per chunk. Default: all the model takes (its max length less its special "
+    "tokens and the prompt's; 254 for the built-in model).",
+    panel=CHUNKING,
+)
+ChunkOverlapOpt = o.option(
+    Optional[int],
+    "--chunk-overlap",
+    metavar="N",
+    min=0,
+    show_default=False,
+    help="--chunk: tokens shared by neighbouring chunks (window edges move back to a word's start). "
+    "Default: an eighth of --chunk-tokens.",
+    panel=CHUNKING,
+)
+ContextFieldOpt = o.text_option(
+    "--context-field",
+    metavar="FIELD",
+    help="--chunk: put this field (e.g. a title) and a blank line before every chunk's text as it is embedded "
+    "(the record keeps the chunk alone). Its tokens come out of the window; one longer than half a window is cut.",
+    panel=CHUNKING,
+)
+ContextSentenceOpt = o.option(
+    bool,
+    "--context-sentence",
+    help="--chunk: put the text's first sentence (to a . ! or ? before whitespace, or its first blank line) "
+    "before every chunk after the first, as --context-field does (after that field when both are given).",
+    panel=CHUNKING,
+)
 MaxBatchTokensOpt = o.option(
     int,
     "--max-batch-tokens",
@@ -139,6 +183,11 @@ def embed(
     actors: ActorsOpt = None,
     gpus_per_actor: GpusPerActorOpt = None,
     part_rows: PartRowsOpt = None,
+    chunk: ChunkOpt = False,
+    chunk_tokens: ChunkTokensOpt = None,
+    chunk_overlap: ChunkOverlapOpt = None,
+    context_field: ContextFieldOpt = None,
+    context_sentence: ContextSentenceOpt = False,
     quiet: o.Quiet = False,
 ) -> None:
     """Embed texts: records (JSONL, CSV/TSV, Parquet, Arrow) or text lines in, records with a vector (or NPY) out.
@@ -148,13 +197,22 @@ def embed(
     is added as --vector-field. Texts are batched by token length and written
     back in input order; the same input and options give the same bytes.
 
+    With --chunk, a text longer than the model takes becomes several records,
+    one per overlapping window of tokens, each with its parent's id and its
+    character span; `embcli search --group-by parent` answers with documents.
+
     With --engine ray the input files are cut into parts that a Ray cluster
     embeds in parallel, into -o DIR: DIR/part-NNNNN.<format> (each the bytes
     this command writes for that part; together, in order, the bytes it writes
     for the whole input) and DIR/_manifest.json, written last. A re-run with
     the same inputs and options embeds only the parts not yet done.
     """
+    chunking = _chunking(chunk, chunk_tokens, chunk_overlap, context_field, context_sentence)
     if engine.value == "ray":
+        if chunking is not None:
+            from embcli.errors import UsageError
+
+            raise UsageError("--chunk runs with --engine local only")
         _embed_ray(**locals())
         return
     if actors is not None or gpus_per_actor is not None or part_rows is not None:
@@ -168,6 +226,10 @@ def embed(
     from embcli.runtime.embedding import EmbedStats, write_embedded
 
     spec = output_spec(output, o.value(fmt), o.value(compress))
+    if chunking is not None and spec.format == "npy":
+        from embcli.errors import UsageError
+
+        raise UsageError("--chunk writes records (a parent and a span per chunk): NPY holds vectors alone")
     inputs = Inputs(input, ReadOptions(o.value(input_format), infer_types))
     encoder = Encoder(
         model,
@@ -184,6 +246,13 @@ def embed(
     ).runtime
     bad = BadRecords(skip=on_error is o.OnError.skip)
     stats = EmbedStats()
+    records = inputs.records(text_field, bad, json_hint=TEXT_HINT)
+    chunker = None
+    if chunking is not None:
+        from embcli.runtime.chunking import Chunker
+
+        chunker = Chunker(encoder.tokenizer, encoder.max_length, encoder.prompt, chunking)
+        records = chunker.records(records, text_field=text_field, bad=bad, overwrite=overwrite)
     store = None
     if cache and not no_cache:
         from embcli.runtime.cache import EmbeddingCache, spec_of
@@ -191,7 +260,7 @@ def embed(
         store = EmbeddingCache(cache, spec_of(encoder), encoder.dim)
     with open_output(spec) as out, progress("embedding", "texts", quiet, fraction=inputs.share) as bar:
         write_embedded(
-            inputs.records(text_field, bad, json_hint=TEXT_HINT),
+            records,
             encoder,
             out,
             spec,
@@ -211,6 +280,15 @@ def embed(
         store.close()
     if stats.truncated:
         warn(f"{stats.truncated} text{'s' * (stats.truncated != 1)} truncated to {encoder.max_length} tokens", quiet)
+    if chunker is not None:
+        c = chunker.stats
+        n_cut = c.contexts_cut
+        cut = f"; {n_cut:,} context{'s' * (n_cut != 1)} cut to half a window" if n_cut else ""
+        say(
+            f"chunked {c.documents:,} text{'s' * (c.documents != 1)} into {c.chunks:,} chunk{'s' * (c.chunks != 1)} "
+            f"({c.split:,} longer than one chunk of {chunker.size} tokens, overlap {chunker.overlap}){cut}",
+            quiet,
+        )
     if summary := bad.summary():
         warn(summary, quiet)
     cached = f"; {stats.cached:,} from the cache, {encoder.batches_run:,} model batches" if store else ""
@@ -219,6 +297,21 @@ def embed(
         f"{stats.texts / max(elapsed, 1e-9):,.0f} texts/s · {encoder.spec.name}, {encoder.dim}-d, {encoder.device}",
         quiet,
     )
+
+
+def _chunking(
+    chunk: bool, tokens: int | None, overlap: int | None, context_field: str | None, context_sentence: bool
+) -> object | None:
+    """The --chunk options as the core's ``Chunking`` (None without --chunk; its options alone are a usage error)."""
+    if not chunk:
+        if tokens is not None or overlap is not None or context_field or context_sentence:
+            from embcli.errors import UsageError
+
+            raise UsageError("--chunk-tokens, --chunk-overlap, --context-field and --context-sentence go with --chunk")
+        return None
+    from embcli.runtime.chunking import Chunking
+
+    return Chunking(tokens, overlap, context_field, context_sentence)
 
 
 def _embed_ray(**a: object) -> None:

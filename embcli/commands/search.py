@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from embcli.choices import EXACT_SEARCH_LIMIT, FUSIONS
+from embcli.choices import EXACT_SEARCH_LIMIT, FUSIONS, GROUP_FUSIONS
 from embcli.commands import _options as o
 from embcli.commands._ui import progress, say, warn
 
@@ -128,6 +128,33 @@ ExplainOpt = o.option(
     help="Hits carry dense_rank and lexical_rank: their place in either ranking (null: not among its candidates).",
     panel=WORDS,
 )
+GroupFusion = o.choice("GroupFusion", GROUP_FUSIONS)
+GroupByOpt = o.text_option(
+    "--group-by",
+    metavar="FIELD",
+    help="One hit per value of this payload field (e.g. parent, after `embed --chunk`): each document once, as its "
+    "best chunk, scored by --group-fusion, with group_hits (its chunks among the candidates). Candidates are "
+    "over-fetched (8 per group, 4x deeper while short) until k groups are found or the index has no more. "
+    "A hit without the field is grouped by its id.",
+    panel=SEARCH,
+)
+GroupFusionOpt = o.option(
+    Optional[GroupFusion],
+    "--group-fusion",
+    show_default=False,
+    help="--group-by: a group's score. max: its best hit's (default). sum: the sum of its --group-top best hits' "
+    "scores among the candidates (documents that match in several places rise).",
+    panel=SEARCH,
+)
+GroupTopOpt = o.option(
+    Optional[int],
+    "--group-top",
+    metavar="N",
+    min=1,
+    show_default=False,
+    help="--group-fusion sum: how many of a group's best hits are summed. Default: 3.",
+    panel=SEARCH,
+)
 FlatOpt = o.option(bool, "--flat", help="One line per hit instead of one per query.", panel=o.IO)
 OutputFieldOpt = o.option(str, "--output-field", metavar="NAME", help="Field that holds the hits.", panel=o.IO)
 QueryPromptOpt = o.text_option(
@@ -173,6 +200,9 @@ def search(
     fusion_depth: FusionDepthOpt = 100,
     fts_syntax: FtsSyntaxOpt = False,
     explain: ExplainOpt = False,
+    group_by: GroupByOpt = None,
+    group_fusion: GroupFusionOpt = None,
+    group_top: GroupTopOpt = None,
     flat: FlatOpt = False,
     output_field: OutputFieldOpt = "results",
     query_prompt: QueryPromptOpt = None,
@@ -196,6 +226,9 @@ def search(
     inner product, or minus the Euclidean distance), rank and the indexed
     payload. --hybrid fuses the dense ranking with BM25 over the index's
     full-text index; --lexical runs BM25 alone. --where filters both sides.
+    With --group-by FIELD (e.g. parent, for an index of `embed
+    --chunk` output) each value of the field comes once: a document as its
+    best chunk.
     """
     from embcli.api.encoding import ensure_model
     from embcli.errors import UsageError
@@ -222,6 +255,10 @@ def search(
         indexes,
         QueryOptions(query_prompt, prompt_name, device.value, threads, batch_size, model, ensure_model),
     )
+    if group_by is None and (group_fusion is not None or group_top is not None):
+        raise UsageError("--group-fusion and --group-top go with --group-by")
+    if group_top is not None and o.value(group_fusion) != "sum":
+        raise UsageError("--group-top is for --group-fusion sum")
     options = SearchOptions(
         k,
         exact,
@@ -236,6 +273,9 @@ def search(
         depth=fusion_depth,
         fts_syntax=fts_syntax,
         explain=explain,
+        group_by=group_by,
+        group_fusion=o.value(group_fusion) or "max",
+        group_top=group_top or 3,
     )
     if mode != "dense":
         searcher.check_words()  # an index without a full-text index fails before any query is read

@@ -64,7 +64,8 @@ def embed_records(
                             f"record already has a {name!r} field, {rec.where}",
                             hint="write elsewhere (--vector-field/--model-field NAME), or pass --overwrite",
                         )
-                text = get_text(rec, text_field)
+                # A chunk with a context (embed --chunk) is embedded with it; its text field holds the chunk alone.
+                text = rec.extra.pop("embed_text", None) or get_text(rec, text_field)
                 if lookup is not None:
                     key = text_hash(text)
                     rec.extra["key"] = key

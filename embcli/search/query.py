@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import orjson
@@ -25,6 +25,7 @@ from embcli.runtime import provenance
 from embcli.runtime.encoder import Encoder, Tokens, encoder_from_provenance
 from embcli.search import lexical
 from embcli.search.fusion import ALPHA, DEPTH, RRF_K, fuse
+from embcli.search.grouping import grouped_search
 from embcli.search.index import FULL_SCAN_THRESHOLD, SEARCH_THREADS, IndexReader, query_model, search_shards
 from embcli.search.shards import open_readers
 
@@ -55,6 +56,11 @@ class SearchOptions:
     @property
     def words(self) -> bool:
         return self.mode != "dense"
+
+    # One hit per value of this payload field (search/grouping.py), after any fusion.
+    group_by: str | None = None
+    group_fusion: str = "max"
+    group_top: int = 3  # hits summed per group by the "sum" fusion
 
 
 @dataclass
@@ -95,12 +101,15 @@ class Hit:
     payload: dict = field(default_factory=dict)
     # With SearchOptions.explain: the hit's rank in the dense and in the BM25 ranking (None: not in its top).
     ranks: dict[str, int | None] | None = None
+    group_hits: int | None = None  # grouped search: the group's hits among the candidates
 
     def as_record(self) -> dict:
         """The hit as ``search`` writes it; payload fields named like ours are kept under ``payload``."""
         out: dict = {"id": self.id, "score": round(self.score, 6), "rank": self.rank}
         if self.ranks is not None:
             out.update(self.ranks)
+        if self.group_hits is not None:
+            out["group_hits"] = self.group_hits
         clash = {k: v for k, v in self.payload.items() if k in out and k != "id"}
         out.update((k, v) for k, v in self.payload.items() if k not in out)
         if clash:
@@ -218,7 +227,39 @@ class Searcher:
         each side merged over all shards first, then fused (``fusion.fuse``). A query whose text
         has no word gets no lexical hits. ``exclude``: per query, the (shard, key) places left out
         of its hits (a more-like-this query's own item); the query still gets k hits.
+        With ``options.group_by``: the top k groups, each as its best hit (search/grouping.py),
+        grouped after the fusion.
         """
+        if options.group_by is None:
+            return self._search(vectors, options, exclude, texts)
+        n = len(texts) if vectors is None and texts is not None else len(vectors) if vectors is not None else 0
+        flat = replace(options, group_by=None)
+
+        def fetch(rows: Sequence[int], k: int) -> list[list[Hit]]:
+            return self._search(
+                None if vectors is None else np.asarray(vectors, dtype=np.float32)[list(rows)],
+                replace(flat, k=k),
+                None if exclude is None else [exclude[r] for r in rows],
+                None if texts is None else [texts[r] for r in rows],
+            )
+
+        return grouped_search(
+            fetch,
+            n,
+            options.k,
+            options.group_by,
+            fusion=options.group_fusion,
+            top=options.group_top,
+            total=sum(r.count for r in self.readers),
+        )
+
+    def _search(
+        self,
+        vectors: np.ndarray | None,
+        options: SearchOptions,
+        exclude: Sequence[Collection[Place]] | None = None,
+        texts: Sequence[str | None] | None = None,
+    ) -> list[list[Hit]]:
         if options.mode not in SEARCH_MODES:
             raise UsageError(f"unknown search mode {options.mode!r}; choose from {', '.join(SEARCH_MODES)}")
         n = len(texts) if vectors is None and texts is not None else len(vectors) if vectors is not None else 0
