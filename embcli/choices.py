@@ -15,6 +15,7 @@ ON_ERROR = ("fail", "skip")
 INPUT_FORMATS = ("jsonl", "text", "csv", "tsv", "parquet", "arrow")
 OUTPUT_FORMATS = ("jsonl", "npy", "parquet", "arrow", "csv", "tsv")
 COMPRESSIONS = ("none", "gzip", "bzip2", "xz", "zstd")
+ADAPTER_KINDS = ("auto", "procrustes", "ridge")  # diff --fit-adapter: auto = Procrustes when widths match
 
 # Up to this many candidate vectors, exact numpy search is fast enough: kNN over a
 # whole set (search/neighbors.py) and filtered search (--full-scan-threshold) share it.

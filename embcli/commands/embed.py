@@ -122,6 +122,7 @@ def embed(
     overwrite: o.Overwrite = False,
     on_error: o.OnErrorOpt = o.OnError.fail,
     model: o.ModelOpt = None,
+    adapter: o.AdapterFile = None,
     prompt: PromptOpt = None,
     prompt_name: PromptNameOpt = None,
     max_length: MaxLengthOpt = None,
@@ -155,6 +156,10 @@ def embed(
     the same inputs and options embeds only the parts not yet done.
     """
     if engine.value == "ray":
+        if adapter:
+            from embcli.errors import UsageError
+
+            raise UsageError("--adapter is not yet supported with --engine ray")
         _embed_ray(**locals())
         return
     if actors is not None or gpus_per_actor is not None or part_rows is not None:
@@ -169,6 +174,16 @@ def embed(
 
     spec = output_spec(output, o.value(fmt), o.value(compress))
     inputs = Inputs(input, ReadOptions(o.value(input_format), infer_types))
+    fitted = None
+    if adapter:  # the adapter's new model and options, unless flags say otherwise (then they must agree)
+        from embcli.runtime.adapter import load
+
+        fitted = load(adapter)
+        new = fitted.new
+        model, max_length, dims = model or new["model"], max_length or new["max_length"], dims or new["dims"]
+        pooling = pooling or o.Pooling(new["pooling"])
+        normalize = new["normalize"] if normalize is None else normalize
+        prompt = new["prompt"] if prompt is None and prompt_name is None else prompt
     encoder = Encoder(
         model,
         device=device.value,
@@ -182,6 +197,10 @@ def embed(
         batch_size=batch_size,
         max_batch_tokens=max_batch_tokens,
     ).runtime
+    if fitted is not None:
+        from embcli.runtime.adapter import AdaptedEncoder
+
+        encoder = AdaptedEncoder(encoder, fitted, adapter)
     bad = BadRecords(skip=on_error is o.OnError.skip)
     stats = EmbedStats()
     store = None

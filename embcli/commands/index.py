@@ -134,6 +134,7 @@ def index(
     json_: JsonOpt = False,
     ids: IdsOpt = None,
     model: ModelOpt = None,
+    adapter: o.AdapterFile = None,
     metric: MetricOpt = Metric.cos,
     dtype: DtypeOpt = DType.f32,
     connectivity: ConnectivityOpt = 16,
@@ -231,6 +232,10 @@ def index(
     if model:  # bare vectors take this model's provenance: resolving the built-in one needs its graph
         ensure_model(model, "cpu")
     ingest = IngestOptions(vector_field, model_field, model, read_ids(ids) if ids else None, id_field)
+    if adapter:  # appending new-model documents mapped by `embed --adapter` to an old index
+        from embcli.runtime.adapter import load
+
+        ingest.adapter = load(adapter)
     # Inputs, ids and the model are checked before the writer creates anything at -o (it would be left behind).
     inputs = Inputs(input, ReadOptions(o.value(input_format)))
     if wants_shards(output, shards):

@@ -104,7 +104,8 @@ ModelOpt = o.text_option(
     "--model",
     metavar="NAME",
     help="Where the index's model is now (e.g. a moved model directory) for text queries; "
-    "it must be the same model (checked by sha256). Default: the model the index records.",
+    "it must be the same model (checked by sha256). Default: the model the index records. "
+    "With --adapter: where the adapter's new model is.",
     panel=o.MODEL,
 )
 
@@ -126,6 +127,7 @@ def search(
     query_prompt: QueryPromptOpt = None,
     prompt_name: PromptNameOpt = None,
     model: ModelOpt = None,
+    adapter: o.AdapterFile = None,
     text_field: o.TextField = "text",
     vector_field: o.VectorField = "embedding",
     model_field: o.ModelField = "embedding_model",
@@ -159,10 +161,12 @@ def search(
     given = bool(query or like)
     if given and queries is not None:
         raise UsageError("--queries reads queries from a file; --query and --like give them: use one or the other")
-    searcher = Searcher(
-        indexes,
-        QueryOptions(query_prompt, prompt_name, device.value, threads, batch_size, model, ensure_model),
-    )
+    qopts = QueryOptions(query_prompt, prompt_name, device.value, threads, batch_size, model, ensure_model)
+    if adapter:
+        from embcli.runtime.adapter import load
+
+        qopts.adapter = load(adapter)
+    searcher = Searcher(indexes, qopts)
     options = SearchOptions(k, exact, where_, expansion_search, full_scan_threshold, rescore)
     bad = BadRecords(skip=on_error is o.OnError.skip)
     fields = QueryFields(text_field, vector_field, model_field, output_field)
