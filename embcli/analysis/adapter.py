@@ -3,9 +3,12 @@
 The items embedded by both models (matched by id) are split, by seed, into a
 training and a held-out part. On the training part the map is fitted:
 
-- orthogonal Procrustes when both spaces have the same width (the rotation
-  ``W = U Vᵀ`` from the SVD of ``Xᵀ Y``: lengths and angles are kept, so it
-  cannot overfit much and needs few pairs);
+- orthogonal Procrustes when both spaces have the same width: the rotation
+  ``W = U Vᵀ`` from the SVD of ``Xᵀ Y`` on centred vectors, plus the shift of
+  the means (centring matters: sentence embeddings share a large common
+  direction, and a rotation fitted on raw vectors spends itself aligning that
+  one, losing neighbours — held-out overlap@10 0.40 raw vs 0.59 centred on 600
+  package summaries, CLS → mean pooling);
 - ridge least squares otherwise (centred, with an intercept; the penalty is
   chosen from a small grid on a further split of the training part).
 
@@ -119,7 +122,9 @@ def fit_adapter(
     report: dict = {"kind": kind, "new": describe(new_prov), "old": describe(old_prov), "pairs": len(new)}
     report.update(train=len(train), held_out=len(val), seed=seed)
     if kind == "procrustes":
-        weight, bias = procrustes(new[train], old[train]), np.zeros(do, np.float32)
+        mean_new, mean_old = new[train].mean(axis=0), old[train].mean(axis=0)
+        weight = procrustes(new[train] - mean_new, old[train] - mean_old)
+        bias = (mean_old - mean_new @ weight).astype(np.float32)
     else:
         alpha = _choose_alpha(new[train], old[train], rng)
         weight, bias = ridge(new[train], old[train], alpha)

@@ -15,6 +15,8 @@ from embcli.api.analyses import (
     cluster,
     detect_anomalies,
     diff,
+    fit_adapter,
+    load_adapter,
     quantize,
 )
 from embcli.api.arrow import embed_arrow
@@ -35,6 +37,8 @@ __all__ = [
     "diff",
     "embed_arrow",
     "ensure_model",
+    "fit_adapter",
+    "load_adapter",
     "quantize",
     "read_records",
     "read_vectors",

@@ -47,7 +47,7 @@ class Adapter:
 
     kind: str
     weight: np.ndarray  # (new dims, old dims), float32
-    bias: np.ndarray  # (old dims,), float32; zero for Procrustes
+    bias: np.ndarray  # (old dims,), float32
     new: dict  # provenance of the model whose vectors go in
     old: dict  # provenance of the model whose space they come out in
     meta: dict  # the rest: fit options, validation figures
