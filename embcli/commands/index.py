@@ -122,6 +122,15 @@ class IndexCommand(TyperCommand):
         return super().parse_args(ctx, args)
 
 
+AdapterOpt = o.text_option(
+    "--adapter",
+    metavar="FILE",
+    help="Take records whose vectors this query-drift adapter mapped into the index's model (`embed --adapter`); "
+    "without it, or with another adapter, such records are refused (exit 4).",
+    panel=o.MODEL,
+)
+
+
 def index(
     input: o.InputArg = None,
     output: OutputOpt = None,
@@ -134,7 +143,7 @@ def index(
     json_: JsonOpt = False,
     ids: IdsOpt = None,
     model: ModelOpt = None,
-    adapter: o.AdapterFile = None,
+    adapter: AdapterOpt = None,
     metric: MetricOpt = Metric.cos,
     dtype: DtypeOpt = DType.f32,
     connectivity: ConnectivityOpt = 16,
