@@ -20,6 +20,7 @@ FTS_TOKENIZERS = ("porter", "unicode61")
 SEARCH_MODES = ("dense", "hybrid", "lexical")
 FUSIONS = ("rrf", "linear")  # how search --hybrid merges the dense and the BM25 rankings
 GROUP_FUSIONS = ("max", "sum")  # search --group-by: a group's score from its hits' scores
+ADAPTER_KINDS = ("auto", "procrustes", "ridge")  # diff --fit-adapter: auto = Procrustes when widths match
 
 # Up to this many candidate vectors, exact numpy search is fast enough: kNN over a
 # whole set (search/neighbors.py) and filtered search (--full-scan-threshold) share it.

@@ -297,3 +297,16 @@ def test_group_by_cli_with_where_and_shards(chunked, docs, tmp_path) -> None:
     for args in (["--group-top", "2"], ["--group-by", "parent", "--group-top", "2"], ["--group-by", ""]):
         r = cli_inproc("search", "--query", "x", *args, str(one))
         assert r.code == 2 and r.out == b"", (args, r.err)
+
+
+def test_group_by_over_hybrid_groups_the_fused_ranking(index, docs) -> None:
+    """Grouping comes after the fusion: each parent's best fused hit, in fused order."""
+    texts = [q["text"] for q in _queries(docs)[:6]]
+    flat = index.search(texts, k=100, mode="hybrid", exact=True)  # the fused top 100 (fusion depth 100)
+    grouped = index.search(texts, k=5, mode="hybrid", group_by="parent", exact=True)
+    for hits, groups in zip(flat, grouped, strict=True):
+        best: dict = {}
+        for h in hits:
+            best.setdefault(h.payload["parent"], h)
+        assert [h.id for h in groups] == [h.id for h in list(best.values())[:5]]
+        assert [h.score for h in groups] == pytest.approx([h.score for h in list(best.values())[:5]])

@@ -11,7 +11,7 @@ import orjson
 import pytest
 from conftest import DATA, cli, cli_inproc
 
-from embcli.build.transformer import position_ids, read_encoder, reference_forward
+from embcli.build.transformer import position_ids, read_encoder, reference_forward, relative_buckets
 
 WORDS = [
     "the",
@@ -75,13 +75,14 @@ def _tokenizer(kind: str):
 
 
 def make_tiny(dst: Path, kind: str, seed: int = 0, **config_overrides: object) -> Path:
-    """A random tiny BERT or XLM-RoBERTa sentence-transformers directory (2 layers, 32 hidden)."""
+    """A random tiny BERT, XLM-RoBERTa or MPNet sentence-transformers directory (2 layers, 32 hidden)."""
     rng = np.random.default_rng(seed)
     dst.mkdir(parents=True)
     tok, vocab = _tokenizer(kind)
     tok.save(str(dst / "tokenizer.json"))
     hidden, inter, layers, max_len = 32, 64, 2, 64
-    xlmr = kind == "xlm-roberta"
+    xlmr = kind in ("xlm-roberta", "mpnet")  # MPNet: RoBERTa's positions and special tokens
+    mpnet = kind == "mpnet"
     config = {
         "model_type": kind,
         "hidden_size": hidden,
@@ -105,7 +106,7 @@ def make_tiny(dst: Path, kind: str, seed: int = 0, **config_overrides: object) -
     def r(*shape: int, scale: float = 0.2) -> np.ndarray:
         return (rng.standard_normal(shape) * scale).astype(np.float32)
 
-    prefix = "roberta." if xlmr else ""  # checkpoints come with and without the base-model prefix
+    prefix = "roberta." if kind == "xlm-roberta" else ""  # checkpoints come with and without the prefix
     t = {
         "embeddings.word_embeddings.weight": r(vocab, hidden, scale=1.0),
         "embeddings.position_embeddings.weight": r(config["max_position_embeddings"], hidden, scale=1.0),
@@ -115,12 +116,18 @@ def make_tiny(dst: Path, kind: str, seed: int = 0, **config_overrides: object) -
     }
     for i in range(layers):
         p = f"encoder.layer.{i}."
-        for name in ("attention.self.query", "attention.self.key", "attention.self.value", "attention.output.dense"):
+        names = ("attention.self.query", "attention.self.key", "attention.self.value", "attention.output.dense")
+        if mpnet:
+            names = ("attention.attn.q", "attention.attn.k", "attention.attn.v", "attention.attn.o")
+        for name in names:
             t[p + name + ".weight"], t[p + name + ".bias"] = r(hidden, hidden), r(hidden)
         t[p + "intermediate.dense.weight"], t[p + "intermediate.dense.bias"] = r(inter, hidden), r(inter)
         t[p + "output.dense.weight"], t[p + "output.dense.bias"] = r(hidden, inter), r(hidden)
-        for ln in ("attention.output.LayerNorm", "output.LayerNorm"):
+        for ln in ("attention.LayerNorm" if mpnet else "attention.output.LayerNorm", "output.LayerNorm"):
             t[p + ln + ".weight"], t[p + ln + ".bias"] = 1 + r(hidden), r(hidden)
+    if mpnet:  # no token types; a relative-position bias per (bucket, head), large enough to matter
+        del t["embeddings.token_type_embeddings.weight"]
+        t["encoder.relative_attention_bias.weight"] = r(32, 4, scale=2.0)
     tensors = {prefix + k: v for k, v in t.items()}
     tensors["pooler.dense.weight"] = r(hidden, hidden)  # not part of the encoder: ignored
     save_safetensors(dst / "model.safetensors", tensors)
@@ -144,7 +151,7 @@ def _reference_vectors(src: Path, texts: list[str]) -> np.ndarray:
     return np.array(out)
 
 
-@pytest.mark.parametrize("kind", ["bert", "xlm-roberta"])
+@pytest.mark.parametrize("kind", ["bert", "xlm-roberta", "mpnet"])
 def test_tiny_models_import_and_match_the_reference(tmp_path, kind):
     import onnxruntime as ort
     from tokenizers import Tokenizer
@@ -162,7 +169,7 @@ def test_tiny_models_import_and_match_the_reference(tmp_path, kind):
     tok = Tokenizer.from_file(str(out / "tokenizer.json"))
     encs = [tok.encode(t).ids for t in TEXTS]
     width = max(map(len, encs))
-    pad = 1 if kind == "xlm-roberta" else 0
+    pad = 0 if kind == "bert" else 1
     ids = np.array([e + [pad] * (width - len(e)) for e in encs])
     mask = np.array([[1] * len(e) + [0] * (width - len(e)) for e in encs])
     sess = ort.InferenceSession(str(out / "model.onnx"), providers=["CPUExecutionProvider"])
@@ -184,6 +191,15 @@ def test_tiny_models_import_and_match_the_reference(tmp_path, kind):
     assert vecs.shape == (len(TEXTS), 32)
     cos = np.einsum("ij,ij->i", vecs, _reference_vectors(src, TEXTS))
     assert cos.min() > 0.9999
+
+
+def test_mpnet_relative_buckets():
+    # transformers' MPNet relative_position_bucket (32 buckets, max distance 128): keys after the
+    # query use buckets 16-31, before it 0-15; exact below 8 apart, then log-spaced up to 128, capped.
+    b = relative_buckets(300, 32)
+    assert [b[0, j] for j in (0, 1, 7, 8, 12, 16, 32, 64, 127, 128, 299)] == [0, 17, 23, 24, 25, 26, 28, 30, 31, 31, 31]
+    assert [b[j, 0] for j in (1, 7, 8, 12, 299)] == [1, 7, 8, 9, 15]
+    assert (b[10:20, 10:20] == b[:10, :10]).all()  # relative: the same for every offset
 
 
 def test_roberta_position_ids_start_after_the_padding_index(tmp_path):

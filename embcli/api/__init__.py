@@ -15,6 +15,8 @@ from embcli.api.analyses import (
     cluster,
     detect_anomalies,
     diff,
+    fit_adapter,
+    load_adapter,
     quantize,
     term_shift,
 )
@@ -40,6 +42,8 @@ __all__ = [
     "embed_arrow",
     "ensure_model",
     "evaluate",
+    "fit_adapter",
+    "load_adapter",
     "quantize",
     "read_records",
     "read_vectors",

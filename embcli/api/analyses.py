@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from embcli.analysis.diff import DiffResult
     from embcli.analysis.quantize import Quantizer
     from embcli.analysis.terms import TermShift
+    from embcli.runtime.adapter import Adapter
 
 
 def _matrix(vectors: np.ndarray) -> np.ndarray:
@@ -278,6 +279,43 @@ def term_shift(
     encoder = Encoder(model, device=device, threads=threads).runtime
     options = TermOptions(min_count, max_occurrences, top, examples, min_ratio)
     return run(ta, tb, encoder, options, ids_a=ia, ids_b=ib)
+
+
+def fit_adapter(
+    old: tuple[list[dict], np.ndarray] | str | os.PathLike,
+    new: tuple[list[dict], np.ndarray] | str | os.PathLike,
+    *,
+    by: str = "id",
+    kind: str = "auto",
+    holdout: float = 0.2,
+    seed: int = 0,
+    k: int = 10,
+    path: str | os.PathLike | None = None,
+    model_field: str = "embedding_model",
+) -> Adapter:
+    """A query-drift adapter from ``new``'s model to ``old``'s, as ``embcli diff OLD NEW --by id --fit-adapter``.
+
+    Each side is embedded records (a path, or ``(records, matrix)`` as ``read_vectors`` returns) whose
+    provenance names its model; items are paired by ``by``. The held-out report is ``adapter.meta["fit"]``;
+    ``path`` writes the adapter file too. Use it with ``Index.open(old_index, adapter=...)``.
+    """
+    from embcli.analysis.adapter import fit_from_sides
+    from embcli.choices import ADAPTER_KINDS
+
+    if kind not in ADAPTER_KINDS:
+        raise UsageError(f"unknown adapter kind {kind!r}; choose from {', '.join(ADAPTER_KINDS)}")
+    (xa, ra), (xb, rb) = _side(old), _side(new)
+    adapter, _ = fit_from_sides(xa, ra, xb, rb, by, model_field=model_field, kind=kind, holdout=holdout, seed=seed, k=k)
+    if path is not None:
+        adapter.save(os.fspath(path))
+    return adapter
+
+
+def load_adapter(path: str | os.PathLike) -> Adapter:
+    """An adapter file written by ``fit_adapter`` or ``diff --fit-adapter``, checked."""
+    from embcli.runtime.adapter import load
+
+    return load(os.fspath(path))
 
 
 @dataclass

@@ -14,7 +14,17 @@ from embcli.choices import FUSIONS, SEARCH_MODES
 from embcli.errors import UsageError
 
 if TYPE_CHECKING:
+    from embcli.runtime.adapter import Adapter
     from embcli.search.query import Hit, Searcher
+
+
+def _adapter(adapter: str | os.PathLike | Adapter | None) -> Adapter | None:
+    """An adapter given as a file path is loaded (and checked)."""
+    if adapter is None or not isinstance(adapter, (str, os.PathLike)):
+        return adapter
+    from embcli.runtime.adapter import load
+
+    return load(os.fspath(adapter))
 
 
 class Index:
@@ -51,6 +61,7 @@ class Index:
         shards: int | None = None,
         fts: bool | None = None,
         fts_tokenizer: str = "porter",
+        adapter: str | os.PathLike | Adapter | None = None,
     ) -> Index:
         """Build (or ``append`` to) the index at ``path`` from records with vectors, or from a 2-D array.
 
@@ -61,6 +72,8 @@ class Index:
         index routes each record to its shard. ``fts`` keeps a full-text index of ``text_field`` for
         ``search(mode="hybrid")`` and ``"lexical"`` (default: yes for a new index; an append keeps what
         the index has), with ``fts_tokenizer`` "porter" (English stemming) or "unicode61" (none).
+        ``adapter`` (a file or ``load_adapter``'s result) lets
+        in records whose vectors that adapter mapped into the index's model (``embed --adapter``).
         """
         from embcli.io.streams import BadRecords, Record, parse_vector
         from embcli.search.index import IndexOptions, IndexWriter
@@ -95,7 +108,8 @@ class Index:
         if wants_shards(path, shards):
             if model:
                 ensure_model(model, "cpu")
-            rows = prepare_rows(items, IngestOptions(vector_field, model_field, model, id_list), BadRecords())
+            ingest = IngestOptions(vector_field, model_field, model, id_list, adapter=_adapter(adapter))
+            rows = prepare_rows(items, ingest, BadRecords())
             done = write_sharded(
                 path,
                 rows,
@@ -117,7 +131,7 @@ class Index:
             bad = BadRecords()
             if model:
                 ensure_model(model, "cpu")
-            ingest = IngestOptions(vector_field, model_field, model, id_list)
+            ingest = IngestOptions(vector_field, model_field, model, id_list, adapter=_adapter(adapter))
             rows = add_all(writer, items, ingest, bad)
             if rows == 0 and not append:
                 raise UsageError("no vectors to index")
@@ -135,20 +149,22 @@ class Index:
         threads: int | None = None,
         prompt: str | None = None,
         prompt_name: str | None = None,
+        adapter: str | os.PathLike | Adapter | None = None,
+        model: str | None = None,
     ) -> Index:
         """Open an index (several paths, or a sharded index: shards searched together) after checking its files.
 
         Cheap at any size: manifests, sizes, headers and the graph's structure; no checksums.
+        ``adapter``: text queries are embedded by the adapter's new model (found at ``model``, default the
+        one it records) and mapped into the index's space; the index must hold the adapter's old model.
         """
         from embcli.search.query import QueryOptions, Searcher
 
         if not paths:
             raise UsageError("Index.open() needs a path")
-        return cls(
-            Searcher(
-                [os.fspath(p) for p in paths], QueryOptions(prompt, prompt_name, device, threads, prepare=ensure_model)
-            )
-        )
+        query = QueryOptions(prompt, prompt_name, device, threads, model=model, prepare=ensure_model)
+        query.adapter = _adapter(adapter)
+        return cls(Searcher([os.fspath(p) for p in paths], query))
 
     @property
     def dims(self) -> int:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from embcli.build.transformer import MASK_VALUE, EncoderWeights
+from embcli.build.transformer import MASK_VALUE, EncoderWeights, relative_buckets
 
 OPSET = 17  # first opset with LayerNormalization
 EXTERNAL_DATA_BYTES = 1_800_000_000  # protobuf stops at 2 GB: larger models keep weights beside the graph
@@ -103,6 +103,19 @@ def build_graph(w: EncoderWeights, with_token_types: bool = True):
         "Mul",
         [g.op("Sub", [g.const("one_f", np.array(1.0, f32)), mask]), g.const("mask_value", np.array(MASK_VALUE, f32))],
     )
+
+    if w.rel_bias is not None:  # MPNet: bias[bucket(query, key)] per head, sliced to the batch's length
+        table = g.const("rel_buckets", relative_buckets(w.position.shape[0], w.rel_bias.shape[0]))
+        seq = g.op(  # (seq_len,), 1-D as Slice wants its ends
+            "Slice",
+            [g.op("Shape", ["input_ids"]), g.const("at1", np.array([1], i64)), g.const("at2", np.array([2], i64))],
+        )
+        ends = g.op("Concat", [seq, seq], axis=0)
+        buckets = g.op(
+            "Slice", [table, g.const("zeros2", np.array([0, 0], i64)), ends, g.const("axes01", np.array([0, 1], i64))]
+        )
+        rel = g.op("Transpose", [g.op("Gather", [g.const("rel_bias", w.rel_bias), buckets])], perm=[2, 0, 1])
+        mask = g.op("Add", [mask, rel])
 
     heads_shape = g.const("heads_shape", np.array([0, 0, w.heads, w.head_dim], i64))
     hidden_shape = g.const("hidden_shape", np.array([0, 0, w.hidden], i64))

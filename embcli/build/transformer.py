@@ -19,9 +19,9 @@ from embcli.build.safetensors import load_weights_dir
 from embcli.errors import IncompatibleError
 
 # model_type -> whether position ids start after the padding index (the RoBERTa family)
-ARCHITECTURES = {"bert": False, "roberta": True, "xlm-roberta": True, "camembert": True}
+ARCHITECTURES = {"bert": False, "roberta": True, "xlm-roberta": True, "camembert": True, "mpnet": True}
 ACTIVATIONS = ("gelu", "gelu_new", "gelu_pytorch_tanh", "relu")
-SUPPORTED = "BERT (bert: MiniLM, BGE, E5, GTE) and XLM-RoBERTa (xlm-roberta, roberta, camembert)"
+SUPPORTED = "BERT (bert: MiniLM, BGE, E5, GTE), XLM-RoBERTa (xlm-roberta, roberta, camembert) and MPNet (mpnet)"
 MASK_VALUE = -10000.0  # added to attention scores at padded positions, as BERT exports do
 
 
@@ -36,6 +36,16 @@ _LAYER_TENSORS = {
     "out": "output.dense",
     "ln2": "output.LayerNorm",
 }
+# MPNet names its attention projections differently; the rest of the layer is BERT's.
+_MPNET_TENSORS = {
+    **_LAYER_TENSORS,
+    "q": "attention.attn.q",
+    "k": "attention.attn.k",
+    "v": "attention.attn.v",
+    "o": "attention.attn.o",
+    "ln1": "attention.LayerNorm",
+}
+REL_MAX_DISTANCE = 128  # MPNet's relative_position_bucket default (not in config.json)
 
 
 @dataclass
@@ -73,6 +83,8 @@ class EncoderWeights:
     emb_ln_w: np.ndarray
     emb_ln_b: np.ndarray
     layers: list[Layer]
+    # MPNet: a learned bias per (relative-position bucket, head) added to every layer's attention scores.
+    rel_bias: np.ndarray | None = None
 
     @property
     def head_dim(self) -> int:
@@ -142,6 +154,7 @@ def read_encoder(directory: Path) -> EncoderWeights:
         return np.ascontiguousarray(t.T) if transpose else t
 
     n_layers = int(config.get("num_hidden_layers", 0))
+    names = _MPNET_TENSORS if config["model_type"] == "mpnet" else _LAYER_TENSORS
     layers = [
         Layer(
             **{
@@ -149,7 +162,7 @@ def read_encoder(directory: Path) -> EncoderWeights:
                     f"encoder.layer.{i}.{name}.{'weight' if kind == 'w' else 'bias'}",
                     transpose=kind == "w" and not name.endswith("LayerNorm"),
                 )
-                for short, name in _LAYER_TENSORS.items()
+                for short, name in names.items()
                 for kind in ("w", "b")
             }
         )
@@ -162,6 +175,13 @@ def read_encoder(directory: Path) -> EncoderWeights:
             f"config.json has no usable num_hidden_layers/hidden_size/num_attention_heads, {directory}"
         )
     word = get("embeddings.word_embeddings.weight")
+    if config["model_type"] == "mpnet":  # no token types; relative-position attention bias instead
+        token_type = np.zeros((1, hidden), np.float32)
+        rel_bias = get("encoder.relative_attention_bias.weight")
+        if rel_bias.shape[1] != heads:
+            raise IncompatibleError(f"relative_attention_bias has {rel_bias.shape[1]} heads, not {heads}, {directory}")
+    else:
+        token_type, rel_bias = get("embeddings.token_type_embeddings.weight"), None
     if word.shape[1] != hidden:
         raise IncompatibleError(f"word embeddings are {word.shape[1]}-d but hidden_size is {hidden}, {directory}")
     return EncoderWeights(
@@ -174,10 +194,11 @@ def read_encoder(directory: Path) -> EncoderWeights:
         roberta_positions=ARCHITECTURES[config["model_type"]],
         word=word,
         position=get("embeddings.position_embeddings.weight"),
-        token_type=get("embeddings.token_type_embeddings.weight"),
+        token_type=token_type,
         emb_ln_w=get("embeddings.LayerNorm.weight"),
         emb_ln_b=get("embeddings.LayerNorm.bias"),
         layers=layers,
+        rel_bias=rel_bias,
     )
 
 
@@ -186,6 +207,26 @@ def position_ids(w: EncoderWeights, input_ids: np.ndarray) -> np.ndarray:
         return np.broadcast_to(np.arange(input_ids.shape[1]), input_ids.shape)
     real = (input_ids != w.pad_id).astype(np.int64)
     return np.cumsum(real, axis=1) * real + w.pad_id
+
+
+def relative_buckets(length: int, n_buckets: int, max_distance: int = REL_MAX_DISTANCE) -> np.ndarray:
+    """MPNet's bucket of each (query, key) position pair, ``(length, length)`` int64 (as transformers computes it).
+
+    Half the buckets are for keys before the query, half after; within each half,
+    exact distances up to a quarter of the buckets, then log-spaced up to max_distance.
+    """
+    pos = np.arange(length)
+    n = pos[:, None] - pos[None, :]  # = -(key - query)
+    half = n_buckets // 2
+    ret = (n < 0).astype(np.int64) * half
+    n = np.abs(n)
+    exact = half // 2
+    with np.errstate(divide="ignore"):
+        large = exact + (
+            np.log(np.maximum(n, 1).astype(np.float32) / exact) / math.log(max_distance / exact) * (half - exact)
+        ).astype(np.int64)
+    large = np.minimum(large, half - 1)
+    return ret + np.where(n < exact, n, large)
 
 
 def activation(name: str, x: np.ndarray) -> np.ndarray:
@@ -217,6 +258,8 @@ def reference_forward(
     x = _layer_norm(x, c(w.emb_ln_w), c(w.emb_ln_b), w.eps)
     bias = (1.0 - attention_mask[:, None, None, :].astype(dtype)) * MASK_VALUE
     nh, hd = w.heads, w.head_dim
+    if w.rel_bias is not None:  # (1, heads, seq, seq)
+        bias = bias + c(w.rel_bias[relative_buckets(s, w.rel_bias.shape[0])].transpose(2, 0, 1)[None])
     for layer in w.layers:
 
         def split(t: np.ndarray) -> np.ndarray:

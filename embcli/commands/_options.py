@@ -27,6 +27,7 @@ Compression = choice("Compression", choices.COMPRESSIONS)
 Device = choice("Device", choices.DEVICES)
 Pooling = choice("Pooling", choices.POOLINGS)
 Engine = choice("Engine", ("local", "ray"))
+AdapterKind = choice("AdapterKind", choices.ADAPTER_KINDS)
 
 
 def value(choice: Enum | None) -> str | None:
@@ -132,3 +133,11 @@ ModelField = option(
     panel=IO,
 )
 Overwrite = option(bool, "--overwrite", help="Replace result fields the records already have.", panel=IO)
+
+
+AdapterFile = text_option(
+    "--adapter",
+    metavar="FILE",
+    help="Query-drift adapter (from `diff --fit-adapter`): vectors of its new model mapped into its old model's space.",
+    panel=MODEL,
+)

@@ -88,6 +88,31 @@ TopOpt = o.option(
 ItemsOpt = o.option(
     bool, "--items", help="Write those items as JSONL on stdout (or -o); the verdict goes to stderr.", panel=o.IO
 )
+ADAPTER = "Adapter (aligned mode)"
+FitAdapterOpt = o.option(
+    Optional[str],
+    "--fit-adapter",
+    metavar="FILE",
+    help="Aligned mode: fit a map from B's model (new) to A's (old) on the shared items and write it to FILE "
+    "(NPZ) for search/embed/index --adapter; held-out figures go in the report under 'adapter'.",
+    panel=ADAPTER,
+    show_default=False,
+)
+AdapterKindOpt = o.option(
+    o.AdapterKind,
+    "--adapter-kind",
+    help="Orthogonal Procrustes (same widths), ridge least squares (any widths), or auto: Procrustes when "
+    "the widths match.",
+    panel=ADAPTER,
+)
+HoldoutOpt = o.option(
+    float,
+    "--holdout",
+    min=0.0,
+    max=0.9,
+    help="Share of the shared items held out to validate the adapter.",
+    panel=ADAPTER,
+)
 FmtOpt = o.option(
     Optional[ReportFormat],
     "--format",
@@ -113,6 +138,9 @@ def diff(
     top: TopOpt = 10,
     items: ItemsOpt = False,
     fmt: FmtOpt = None,
+    fit_adapter: FitAdapterOpt = None,
+    adapter_kind: AdapterKindOpt = o.AdapterKind.auto,
+    holdout: HoldoutOpt = 0.2,
     text_field: o.TextField = "text",
     vector_field: o.VectorField = "embedding",
     on_error: o.OnErrorOpt = o.OnError.fail,
@@ -150,6 +178,8 @@ def diff(
     if terms:
         if by:
             raise UsageError("--terms compares two corpora of texts; it cannot go with --by")
+        if fit_adapter:
+            raise UsageError("--fit-adapter pairs items of two models (--by); it cannot go with --terms")
         from embcli.analysis.terms import TermOptions
 
         run = terms_cli.TermsRun(
@@ -158,6 +188,8 @@ def diff(
         result = terms_cli.compare_terms(a, b, run, TermOptions(min_count, max_occurrences, top, min_ratio=min_ratio))
         _finish(result, items, fmt, output, quiet)
         return
+    if fit_adapter and not by:
+        raise UsageError("--fit-adapter needs aligned mode: pair the items with --by FIELD (e.g. --by id)")
     bad = BadRecords(skip=on_error is o.OnError.skip)
     with phases(quiet):  # on a terminal: "reading a.jsonl… 12,345 vectors", replaced by the next phase
         xa, ra = read_side(a, vector_field, bad, o.value(input_format))
@@ -171,6 +203,13 @@ def diff(
         say(f"testing on a sample of at most {max_samples:,} vectors per side (--max-samples)", quiet)
     with phases(quiet):  # "testing: MMD…", "testing: classifier (fold 2/5)…"; gone before the report goes out
         result = compare(xa, ra, xb, rb, options, list_items=not items)
+        if fit_adapter:
+            from embcli.analysis.adapter import fit_from_sides
+
+            adapter, result.report["adapter"] = fit_from_sides(
+                xa, ra, xb, rb, by, kind=adapter_kind.value, holdout=holdout, seed=seed, k=k
+            )
+            adapter.save(fit_adapter)
     _finish(result, items, fmt, output, quiet)
 
 
@@ -236,3 +275,7 @@ def _table(report: dict, console: Console) -> None:
             f"{report['ids']:,} shared ids; mean Jaccard@{report['k']} {report['mean_overlap']:.3f}; "
             f"changed {report['changed_share']:.0%}, mostly changed {report['mostly_changed_share']:.0%}"
         )
+    if "adapter" in report:
+        from embcli.commands._adapter import adapter_table
+
+        adapter_table(report["adapter"], console)

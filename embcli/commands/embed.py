@@ -166,6 +166,7 @@ def embed(
     overwrite: o.Overwrite = False,
     on_error: o.OnErrorOpt = o.OnError.fail,
     model: o.ModelOpt = None,
+    adapter: o.AdapterFile = None,
     prompt: PromptOpt = None,
     prompt_name: PromptNameOpt = None,
     max_length: MaxLengthOpt = None,
@@ -213,6 +214,10 @@ def embed(
             from embcli.errors import UsageError
 
             raise UsageError("--chunk runs with --engine local only")
+        if adapter:
+            from embcli.errors import UsageError
+
+            raise UsageError("--adapter is not yet supported with --engine ray")
         _embed_ray(**locals())
         return
     if actors is not None or gpus_per_actor is not None or part_rows is not None:
@@ -231,6 +236,16 @@ def embed(
 
         raise UsageError("--chunk writes records (a parent and a span per chunk): NPY holds vectors alone")
     inputs = Inputs(input, ReadOptions(o.value(input_format), infer_types))
+    fitted = None
+    if adapter:  # the adapter's new model and options, unless flags say otherwise (then they must agree)
+        from embcli.runtime.adapter import load
+
+        fitted = load(adapter)
+        new = fitted.new
+        model, max_length, dims = model or new["model"], max_length or new["max_length"], dims or new["dims"]
+        pooling = pooling or o.Pooling(new["pooling"])
+        normalize = new["normalize"] if normalize is None else normalize
+        prompt = new["prompt"] if prompt is None and prompt_name is None else prompt
     encoder = Encoder(
         model,
         device=device.value,
@@ -244,6 +259,10 @@ def embed(
         batch_size=batch_size,
         max_batch_tokens=max_batch_tokens,
     ).runtime
+    if fitted is not None:
+        from embcli.runtime.adapter import AdaptedEncoder
+
+        encoder = AdaptedEncoder(encoder, fitted, adapter)
     bad = BadRecords(skip=on_error is o.OnError.skip)
     stats = EmbedStats()
     records = inputs.records(text_field, bad, json_hint=TEXT_HINT)

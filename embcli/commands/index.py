@@ -139,6 +139,15 @@ class IndexCommand(TyperCommand):
         return super().parse_args(ctx, args)
 
 
+AdapterOpt = o.text_option(
+    "--adapter",
+    metavar="FILE",
+    help="Take records whose vectors this query-drift adapter mapped into the index's model (`embed --adapter`); "
+    "without it, or with another adapter, such records are refused (exit 4).",
+    panel=o.MODEL,
+)
+
+
 def index(
     input: o.InputArg = None,
     output: OutputOpt = None,
@@ -151,6 +160,7 @@ def index(
     json_: JsonOpt = False,
     ids: IdsOpt = None,
     model: ModelOpt = None,
+    adapter: AdapterOpt = None,
     metric: MetricOpt = Metric.cos,
     dtype: DtypeOpt = DType.f32,
     connectivity: ConnectivityOpt = 16,
@@ -254,6 +264,10 @@ def index(
     if model:  # bare vectors take this model's provenance: resolving the built-in one needs its graph
         ensure_model(model, "cpu")
     ingest = IngestOptions(vector_field, model_field, model, read_ids(ids) if ids else None, id_field)
+    if adapter:  # appending new-model documents mapped by `embed --adapter` to an old index
+        from embcli.runtime.adapter import load
+
+        ingest.adapter = load(adapter)
     # Inputs, ids and the model are checked before the writer creates anything at -o (it would be left behind).
     inputs = Inputs(input, ReadOptions(o.value(input_format)))
     if wants_shards(output, shards):

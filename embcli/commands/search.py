@@ -175,7 +175,8 @@ ModelOpt = o.text_option(
     "--model",
     metavar="NAME",
     help="Where the index's model is now (e.g. a moved model directory) for text queries; "
-    "it must be the same model (checked by sha256). Default: the model the index records.",
+    "it must be the same model (checked by sha256). Default: the model the index records. "
+    "With --adapter: where the adapter's new model is.",
     panel=o.MODEL,
 )
 
@@ -208,6 +209,7 @@ def search(
     query_prompt: QueryPromptOpt = None,
     prompt_name: PromptNameOpt = None,
     model: ModelOpt = None,
+    adapter: o.AdapterFile = None,
     text_field: o.TextField = "text",
     vector_field: o.VectorField = "embedding",
     model_field: o.ModelField = "embedding_model",
@@ -251,10 +253,12 @@ def search(
         raise UsageError("--rescore, --exact and --expansion-search are for the dense side: --lexical has none")
     if given and queries is not None:
         raise UsageError("--queries reads queries from a file; --query and --like give them: use one or the other")
-    searcher = Searcher(
-        indexes,
-        QueryOptions(query_prompt, prompt_name, device.value, threads, batch_size, model, ensure_model),
-    )
+    qopts = QueryOptions(query_prompt, prompt_name, device.value, threads, batch_size, model, ensure_model)
+    if adapter:
+        from embcli.runtime.adapter import load
+
+        qopts.adapter = load(adapter)
+    searcher = Searcher(indexes, qopts)
     if group_by is None and (group_fusion is not None or group_top is not None):
         raise UsageError("--group-fusion and --group-top go with --group-by")
     if group_top is not None and o.value(group_fusion) != "sum":

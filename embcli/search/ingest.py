@@ -15,6 +15,7 @@ import numpy as np
 from embcli.errors import IncompatibleError, InputError, UsageError
 from embcli.io.streams import BadRecords, Record
 from embcli.runtime import provenance
+from embcli.runtime.adapter import Adapter, unmapped
 from embcli.search.index import IndexWriter
 
 BATCH = 4096  # vectors handed to usearch at once
@@ -27,6 +28,9 @@ class IngestOptions:
     model: str | None = None  # the model of vectors that do not record one
     ids: list[object] | None = None  # ids of bare vector rows (NPY), in order; default: row numbers
     id_field: str = "id"  # the records' id field (a table keyed by `name` keeps its keys)
+    # Vectors mapped into the index's space by this query-drift adapter are taken (as its old model's);
+    # vectors mapped by another adapter, or by any when this is None, are refused (exit 4).
+    adapter: Adapter | None = None
 
 
 @dataclass
@@ -50,7 +54,7 @@ def prepare_rows(items: Iterable[tuple[Record, np.ndarray]], options: IngestOpti
     rows = 0
     for rec, vec in items:
         loc = rec.where
-        prov = rec.data.get(opts.model_field) if opts.model_field else None
+        prov = unmapped(rec.data.get(opts.model_field) if opts.model_field else None, opts.adapter, loc)
         if prov is None and opts.model:
             if model_prov is None or model_prov["dims"] != len(vec):
                 model_prov = provenance.for_model(opts.model, len(vec))

@@ -22,6 +22,7 @@ from embcli.io.prefetch import chunked_prefetch
 from embcli.io.readers import iter_records
 from embcli.io.streams import BadRecords, Record, Source, get_text, iter_npy_rows, parse_vector
 from embcli.runtime import provenance
+from embcli.runtime.adapter import AdaptedEncoder, Adapter
 from embcli.runtime.encoder import Encoder, Tokens, encoder_from_provenance
 from embcli.search import lexical
 from embcli.search.fusion import ALPHA, DEPTH, RRF_K, fuse
@@ -76,6 +77,9 @@ class QueryOptions:
     # Called with (model name, device) before the model is first resolved: the CLI and the API
     # build the built-in model's graph there (search/ never builds).
     prepare: Callable[[str, str], None] | None = None
+    # Query-drift adapter: text queries are embedded by its new model and mapped into the index's
+    # (old) space; the index must hold exactly the adapter's old model (exit 4 otherwise).
+    adapter: Adapter | None = None
 
 
 @dataclass
@@ -157,10 +161,28 @@ class Searcher:
         self.provenance: dict | None = self.readers[0].provenance
         self.dims: int = self.readers[0].dims
         self.query = query or QueryOptions()
-        self._encoder: Encoder | None = None
+        self._encoder: Encoder | AdaptedEncoder | None = None
+        if self.query.adapter is not None:
+            self.query.adapter.check_target(self.provenance, self.paths[0])
 
-    def encoder(self) -> Encoder:
-        """The index's model, made to embed queries exactly as the documents were embedded."""
+    def encoder(self) -> Encoder | AdaptedEncoder:
+        """The index's model, made to embed queries exactly as the documents were embedded.
+
+        With an adapter: its new model (``--model``: where that model is now), mapped into the index's space.
+        """
+        if self._encoder is None and self.query.adapter is not None:
+            q, adapter = self.query, self.query.adapter
+            if q.prepare is not None:
+                q.prepare(q.model or adapter.new["model"], q.device)
+            enc = encoder_from_provenance(
+                query_model(adapter.new, q.model, self.readers[0].path),
+                prompt=q.prompt,
+                prompt_name=q.prompt_name,
+                device=q.device,
+                threads=q.threads,
+                batch_size=q.batch_size,
+            )
+            self._encoder = AdaptedEncoder(enc, adapter)
         if self._encoder is None:
             if self.provenance is None:
                 raise IncompatibleError(
@@ -184,7 +206,13 @@ class Searcher:
         return self.encoder().tokenize(text)
 
     def check_vector(self, vec: np.ndarray, made_by: object, where: str) -> np.ndarray:
-        """A query vector must have the index's width and come from its model and options."""
+        """A query vector must have the index's width and come from its model and options.
+
+        With an adapter, a vector of its new model is mapped into the index's space first.
+        """
+        adapter = self.query.adapter
+        if adapter is not None and isinstance(made_by, dict) and adapter.check_source_ok(made_by):
+            return adapter.map(vec[None, :])[0]
         if (
             made_by is not None
             and self.provenance is not None
