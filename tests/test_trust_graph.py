@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import orjson
 import pytest
-from conftest import DATA, ROOT, cli
+from conftest import DATA, EXAMPLES, ROOT, cli
 
 GOLDEN_TEXTS = str(DATA / "golden-all-MiniLM-L6-v2.jsonl")
 VEC = ("--vector-field", "vec")  # the golden records carry the reference vectors as "embedding"
@@ -136,8 +136,8 @@ def test_a_pin_applies_only_to_the_runs_that_ask_for_it(fresh, golden):
         got = np.array([r["vec"] for r in pinned.records()])
         want = np.array([g["embedding"] for g in golden])
         assert (np.einsum("ij,ij->i", got, want) / np.linalg.norm(want, axis=1)).min() >= 0.998
-        # Real text against the exact fused fp32 default.
-        packages = str(DATA / "packages-2000.jsonl")
+        # Real text against the exact fused fp32 default (the gate above saw other real text).
+        packages = str(EXAMPLES / "packages.jsonl")
         mine = cli("embed", "-q", "--format", "npy", packages, env=pinned_env)
         exact = cli("embed", "-q", "--format", "npy", packages, env=a["env"])
         x, y = (np.load(io.BytesIO(r.out)) for r in (mine, exact))
