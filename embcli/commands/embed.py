@@ -169,8 +169,7 @@ def embed(
 
     spec = output_spec(output, o.value(fmt), o.value(compress))
     inputs = Inputs(input, ReadOptions(o.value(input_format), infer_types))
-    encoder = Encoder(
-        model,
+    options = dict(
         device=device.value,
         threads=threads,
         max_length=max_length,
@@ -181,14 +180,16 @@ def embed(
         dims=dims,
         batch_size=batch_size,
         max_batch_tokens=max_batch_tokens,
-    ).runtime
-    bad = BadRecords(skip=on_error is o.OnError.skip)
-    stats = EmbedStats()
+    )
     store = None
     if cache and not no_cache:
-        from embcli.runtime.cache import EmbeddingCache, spec_of
+        from embcli.api.encoding import cached_encoder
 
-        store = EmbeddingCache(cache, spec_of(encoder), encoder.dim)
+        encoder, store = cached_encoder(cache, model, **options)  # the model loads on the first miss
+    else:
+        encoder = Encoder(model, **options).runtime  # type: ignore[arg-type]
+    bad = BadRecords(skip=on_error is o.OnError.skip)
+    stats = EmbedStats()
     with open_output(spec) as out, progress("embedding", "texts", quiet, fraction=inputs.share) as bar:
         write_embedded(
             inputs.records(text_field, bad, json_hint=TEXT_HINT),
@@ -216,7 +217,8 @@ def embed(
     cached = f"; {stats.cached:,} from the cache, {encoder.batches_run:,} model batches" if store else ""
     say(
         f"embedded {stats.texts:,} text{'s' * (stats.texts != 1)} ({stats.tokens:,} tokens{cached}) in {elapsed:.1f}s, "
-        f"{stats.texts / max(elapsed, 1e-9):,.0f} texts/s · {encoder.spec.name}, {encoder.dim}-d, {encoder.device}",
+        f"{stats.texts / max(elapsed, 1e-9):,.0f} texts/s · {encoder.spec.name}, {encoder.dim}-d, "
+        f"{encoder.device or 'model not loaded'}",
         quiet,
     )
 
