@@ -145,12 +145,25 @@ def read_slot(where: Path, kind: str, *, check: bool = True) -> tuple[Graph | No
     if record.get("kind") != kind or path.parent != where or not isinstance(sha, str):  # only files of its slot
         return None, f"the graph cache record is not this slot's {kind} graph, {record_path}"
     try:
-        intact = path.is_file() and (not check or sha256_file(path) == sha)
+        intact = path.is_file() and (not check or _sha256_once(path) == sha)
     except OSError:
         intact = False
     if not intact:
         return None, f"the cached {kind} graph is missing or corrupt (sha256 mismatch), {path}"
     return Graph(kind, path, sha, why, record), None
+
+
+# Graphs hashed by this process, by path and the stat fields any write changes (a run resolves the
+# model more than once: building first, then resolving; each would hash ~90 MB again).
+_hashed: dict[tuple, str] = {}
+
+
+def _sha256_once(path: Path) -> str:
+    st = path.stat()
+    key = (str(path), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    if key not in _hashed:
+        _hashed[key] = sha256_file(path)
+    return _hashed[key]
 
 
 def _fallback(where: Path) -> Graph | None:
