@@ -16,7 +16,9 @@ from embcli.runtime.cache import EmbeddingCache, text_hash
 from embcli.runtime.encoder import Encoder, Tokens
 
 # Texts sorted together for batching; also the most records held at once (x3 with prefetch).
-CHUNK = 1024
+# 4,096, not 1,024: less padding, ~10% less CPU on 3,000 real summaries (README Performance); a
+# text's vector does not depend on its batch, so the bytes are the same as with 1,024.
+CHUNK = 4096
 
 
 @dataclass
