@@ -86,13 +86,15 @@ def test_killed_run_leaves_a_usable_cache(tmp_path, packages_vec):
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    p.stdin.write(data)
-    p.stdin.close()
+    half = data.splitlines(keepends=True)[:1000]
+    p.stdin.write(b"".join(half))  # then the input pauses: the chunk so far is embedded and committed
+    p.stdin.flush()
     deadline = time.monotonic() + 300
     while _rows(cache) == 0 and time.monotonic() < deadline:  # kill once a chunk is committed
         time.sleep(0.2)
     p.send_signal(signal.SIGKILL)
     p.wait()
+    p.stdin.close()
     r = cli_inproc("embed", "--cache", cache, input=data)
     assert r.code == 0, r.err
     hits, _ = _counts(r.err)
