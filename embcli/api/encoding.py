@@ -52,7 +52,7 @@ def resolve(model: str | None = None, device: str = "auto", *, check: bool = Tru
         try:
             spec = resolve_model(model, check=False)
             if spec.for_device is not None and device in ("cuda", "auto") and _cuda_listed():
-                spec.for_device("cuda")  # built too?
+                spec.for_device("cuda")  # raises if its CUDA graph is not built yet: built below
             return spec
         except EmbcliError:
             pass  # not built yet (first use): the checked way below builds it
