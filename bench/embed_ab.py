@@ -6,7 +6,8 @@ real PyPI summaries (bench/embed.py's sample); prints every run, then medians an
 ratio of each variant's CPU and wall to the first one's, and whether every output
 has the same bytes.
 
-    python bench/embed_ab.py --n 3000 --repeat 2 main=/work/main branch=.
+    git archive 29ec8e5 embcli | tar -x -C /tmp/base     # the commit before issue 16
+    python bench/embed_ab.py --n 3000 --repeat 2 base=/tmp/base branch=.
 """
 
 from __future__ import annotations
