@@ -1,22 +1,31 @@
-"""How much `embed --cache` saves on a nightly re-run where 1% of the texts changed.
+"""What `embed --cache` saves on re-runs: every text unchanged, and 1% of the texts changed.
 
-Runs, each through the real CLI, on N real PyPI package summaries:
-  1. embed without a cache (the baseline),
-  2. embed with an empty cache (first night: baseline + the cost of storing),
-  3. embed again with the cache after changing 1% of the texts (second night).
-Prints wall seconds, texts/s and the second-night speed-up over the baseline.
+For each N, through the real CLI on N real PyPI package summaries, repeated
+--repeat times with the runs interleaved (a fresh cache each repeat):
+  1. first run: embed with an empty cache (the baseline: the model runs on every text),
+  2. re-run over the same input (every text hits: no model should load),
+  3. re-run with 1% of the texts changed (those miss: the model loads),
+  (0. with --baseline, embed without a cache, to show what storing costs the first run).
+The re-runs' bytes are checked against an uncached run's: the first run's (or the
+no-cache run's), with the changed records' lines embedded alone without a cache.
+Prints medians of wall and CPU seconds, the speed-ups over the first run (wall and
+CPU), whether each re-run wrote the bytes of an uncached run, and how busy the rest
+of the machine was meanwhile ("others' cpu s", from /proc/stat).
 
-    python bench/cache.py [--n 20000] [--changed 0.01] [--corpus PATH]
+    python bench/cache.py --n 5000,20000 --repeat 3 [--changed 0.01] [--baseline] [--corpus PATH]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import random
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import orjson
@@ -38,47 +47,108 @@ def load_texts(path: Path, n: int) -> list[str]:
     return texts[:n]
 
 
-def run(args: list[str], data: Path, out: Path) -> tuple[float, str]:
+def busy_cpu_s() -> float:
+    """CPU seconds the whole machine has been busy since boot (/proc/stat), 0 where unavailable."""
+    try:
+        with open("/proc/stat") as f:
+            vals = [int(v) for v in f.readline().split()[1:]]
+    except OSError:
+        return 0.0
+    return (sum(vals[:8]) - vals[3] - vals[4]) / os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class Run:
+    wall_s: float
+    cpu_s: float
+    others_cpu_s: float
+    out: bytes
+    summary: str
+
+
+def run(args: list[str], data: Path, out: Path) -> Run:
+    busy0 = busy_cpu_s()
     start = time.perf_counter()
     with open(data, "rb") as fin, open(out, "wb") as fout:
-        p = subprocess.run([sys.executable, "-m", "embcli", *args], stdin=fin, stdout=fout, stderr=subprocess.PIPE)
-    elapsed = time.perf_counter() - start
-    if p.returncode:
-        sys.exit(p.stderr.decode())
-    return elapsed, p.stderr.decode().strip()
+        p = subprocess.Popen([sys.executable, "-m", "embcli", *args], stdin=fin, stdout=fout, stderr=subprocess.PIPE)
+        err = p.stderr.read()  # type: ignore[union-attr]
+        _, status, usage = os.wait4(p.pid, 0)
+    wall = time.perf_counter() - start
+    if os.waitstatus_to_exitcode(status):
+        sys.exit(err.decode())
+    cpu = usage.ru_utime + usage.ru_stime
+    return Run(wall, cpu, max(busy_cpu_s() - busy0 - cpu, 0.0), out.read_bytes(), err.decode().strip())
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--n", type=int, default=20_000)
-    ap.add_argument("--changed", type=float, default=0.01)
-    ap.add_argument("--corpus", type=Path, default=PYPI)
-    a = ap.parse_args()
-    texts = load_texts(a.corpus, a.n)
+def bench_n(texts: list[str], changed_share: float, repeat: int, baseline: bool) -> None:
+    n = len(texts)
+    changed = set(random.Random(1).sample(range(n), int(n * changed_share)))
+    runs: dict[str, list[Run]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         d = Path(tmp)
-        night1, night2 = d / "night1.jsonl", d / "night2.jsonl"
-        night1.write_bytes(b"".join(orjson.dumps({"id": i, "text": t}) + b"\n" for i, t in enumerate(texts)))
-        changed = set(random.Random(1).sample(range(len(texts)), int(len(texts) * a.changed)))
-        night2.write_bytes(
+        same, edited = d / "same.jsonl", d / "changed.jsonl"
+        same.write_bytes(b"".join(orjson.dumps({"id": i, "text": t}) + b"\n" for i, t in enumerate(texts)))
+        edited.write_bytes(
             b"".join(
                 orjson.dumps({"id": i, "text": t + " (updated)" if i in changed else t}) + b"\n"
                 for i, t in enumerate(texts)
             )
         )
-        cache = str(d / "cache.db")
-        base, _ = run(["embed", "-q"], night2, d / "base.jsonl")
-        first, _ = run(["embed", "--cache", cache], night1, d / "first.jsonl")
-        second, summary = run(["embed", "--cache", cache], night2, d / "second.jsonl")
-        same = (d / "base.jsonl").read_bytes() == (d / "second.jsonl").read_bytes()
-        size = Path(cache).stat().st_size
-    n = len(texts)
-    print(f"{n:,} texts, {len(changed):,} changed ({a.changed:.0%}); cache file {size / 1e6:,.1f} MB")
-    print(f"{'run':<34}{'seconds':>9}{'texts/s':>10}")
-    for name, secs in (("no cache", base), ("first night (empty cache)", first), ("second night (cache)", second)):
-        print(f"{name:<34}{secs:>9.1f}{n / secs:>10,.0f}")
-    print(f"second-night speed-up over no cache: {base / second:.1f}x (aim >= 20x); output identical: {same}")
-    print(f"summary of the second night: {summary}")
+        for rep in range(repeat):
+            cache = str(d / f"cache-{rep}.db")
+            plan = [("no cache", ["embed"], same)] if baseline else []
+            plan += [
+                ("first run (empty cache)", ["embed", "--cache", cache], same),
+                ("re-run, all unchanged", ["embed", "--cache", cache], same),
+                (f"re-run, {changed_share:.0%} changed", ["embed", "--cache", cache], edited),
+            ]
+            for name, args, data in plan:
+                r = run(args, data, d / "out.jsonl")
+                runs.setdefault(name, []).append(r)
+                print(f"  N={n:,} repeat {rep + 1}: {name}: {r.wall_s:.2f} s wall, {r.cpu_s:.2f} s cpu", flush=True)
+        # What an uncached run writes: the no-cache run's bytes (else the first run's: the cache was empty),
+        # with the changed records' lines from an uncached run over those records alone.
+        uncached_same = runs["no cache" if baseline else "first run (empty cache)"][0].out
+        lines = uncached_same.splitlines(keepends=True)
+        if changed:
+            only = d / "only-changed.jsonl"
+            rows = edited.read_bytes().splitlines(keepends=True)
+            only.write_bytes(b"".join(rows[i] for i in sorted(changed)))
+            fresh = run(["embed", "--no-cache"], only, d / "out.jsonl").out.splitlines(keepends=True)
+            for i, line in zip(sorted(changed), fresh, strict=True):
+                lines[i] = line
+        uncached_edited = b"".join(lines)
+    first = runs["first run (empty cache)"]
+    fw, fc = statistics.median(r.wall_s for r in first), statistics.median(r.cpu_s for r in first)
+    print(f"\nN={n:,} real summaries, {len(changed):,} changed in the last run; medians of {repeat}")
+    head = f"{'run':<28}{'wall s':>8}{'cpu s':>8}{'texts/s':>10}{'x first (wall)':>16}{'x first (cpu)':>15}"
+    print(head + f"{'others cpu s':>14}")
+    for name, rs in runs.items():
+        w, c = statistics.median(r.wall_s for r in rs), statistics.median(r.cpu_s for r in rs)
+        o = statistics.median(r.others_cpu_s for r in rs)
+        print(f"{name:<28}{w:>8.2f}{c:>8.2f}{n / w:>10,.0f}{fw / w:>15.1f}x{fc / c:>14.1f}x{o:>14.1f}")
+    hit, part = runs["re-run, all unchanged"], runs[f"re-run, {changed_share:.0%} changed"]
+    print(
+        f"identical to an uncached run: all unchanged {all(r.out == uncached_same for r in hit)}, "
+        f"{changed_share:.0%} changed {all(r.out == uncached_edited for r in part)}"
+    )
+    print(f"summary of the last all-unchanged re-run: {hit[-1].summary}")
+    print(f"summary of the last {changed_share:.0%}-changed re-run: {part[-1].summary}\n")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--n", default="5000,20000", help="comma-separated sizes (default 5000,20000)")
+    ap.add_argument("--changed", type=float, default=0.01)
+    ap.add_argument("--repeat", type=int, default=1)
+    ap.add_argument("--baseline", action="store_true", help="also embed without a cache")
+    ap.add_argument("--corpus", type=Path, default=PYPI)
+    a = ap.parse_args()
+    sizes = [int(x) for x in a.n.split(",")]
+    texts = load_texts(a.corpus, max(sizes))
+    print(f"cores {os.cpu_count()}, load average at start {os.getloadavg()[0]:.1f}")
+    for n in sizes:
+        bench_n(texts[:n], a.changed, a.repeat, a.baseline)
 
 
 if __name__ == "__main__":

@@ -52,7 +52,7 @@ DEFAULT_CORPUS = Path("/work/.library/env/packages/pypi.tsv")
 DEFAULT_TOKENIZER = REPO / "embcli" / "builtin" / "all-MiniLM-L6-v2" / "tokenizer.json"
 MAX_LENGTH = 256  # all-MiniLM-L6-v2's max_seq_length (sentence_bert_config.json)
 BATCH = 32
-EMBCLI_CHUNK = 1024  # embcli sorts texts within chunks of this many (runtime/embedding.py CHUNK)
+EMBCLI_CHUNK = 4096  # embcli sorts texts within chunks of this many (runtime/embedding.py CHUNK)
 EMBCLI_MAX_BATCH_TOKENS = 8192  # embcli's default --max-batch-tokens
 DIM = 384
 

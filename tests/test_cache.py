@@ -86,13 +86,15 @@ def test_killed_run_leaves_a_usable_cache(tmp_path, packages_vec):
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    p.stdin.write(data)
-    p.stdin.close()
+    half = data.splitlines(keepends=True)[:1000]
+    p.stdin.write(b"".join(half))  # then the input pauses: the chunk so far is embedded and committed
+    p.stdin.flush()
     deadline = time.monotonic() + 300
     while _rows(cache) == 0 and time.monotonic() < deadline:  # kill once a chunk is committed
         time.sleep(0.2)
     p.send_signal(signal.SIGKILL)
     p.wait()
+    p.stdin.close()
     r = cli_inproc("embed", "--cache", cache, input=data)
     assert r.code == 0, r.err
     hits, _ = _counts(r.err)
@@ -142,3 +144,65 @@ def test_prune(tmp_path):
     assert "pruned 299 vectors" in cli_inproc("cache", "prune", cache, "--older-than", "1s").err
     assert _counts(cli_inproc("embed", "--cache", cache, input=DOCS).err)[0] == 0
     assert cli_inproc("cache", "prune", cache, "--older-than", "soon").code == 2
+
+
+# Runs embed in a fresh interpreter, then says which native runtimes that process imported.
+_LOADS = (
+    "import sys\n"
+    "from embcli.cli import run\n"
+    "code = run(sys.argv[1:])\n"
+    "print(sorted(m for m in ('onnxruntime', 'tokenizers') if m in sys.modules), file=sys.stderr)\n"
+    "sys.exit(code)\n"
+)
+
+
+def _embed_reporting_loads(tmp_path, cache: str, data: bytes) -> tuple[bytes, str]:
+    src, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    src.write_bytes(data)
+    out.unlink(missing_ok=True)
+    p = subprocess.run(
+        [sys.executable, "-c", _LOADS, "embed", "--cache", cache, "-o", str(out), str(src)],
+        capture_output=True,
+        timeout=600,
+    )
+    assert p.returncode == 0, p.stderr.decode()
+    return out.read_bytes(), p.stderr.decode()
+
+
+def test_a_run_where_every_text_hits_loads_no_model(tmp_path, examples_vec):
+    cache = str(tmp_path / "c.db")
+    assert cli_inproc("embed", "-q", "--cache", cache, input=DOCS).code == 0  # the first run loads the model
+    out, err = _embed_reporting_loads(tmp_path, cache, DOCS)
+    assert _counts(err) == (300, 0)
+    assert "[]" in err.splitlines()[-1]  # neither onnxruntime nor tokenizers was even imported
+    assert "model not loaded" in err
+    assert out == examples_vec.read_bytes()  # the bytes of a run without a cache: vectors and provenance
+
+
+def test_one_miss_loads_the_model_and_gives_the_same_bytes(tmp_path):
+    cache = str(tmp_path / "c.db")
+    assert cli_inproc("embed", "-q", "--cache", cache, input=DOCS).code == 0
+    lines = DOCS.splitlines(keepends=True)
+    rec = orjson.loads(lines[150])
+    lines[150] = orjson.dumps({**rec, "text": rec["text"] + " (updated)"}) + b"\n"
+    changed = b"".join(lines)
+    out, err = _embed_reporting_loads(tmp_path, cache, changed)
+    assert _counts(err) == (299, 1)
+    assert "['onnxruntime', 'tokenizers']" in err.splitlines()[-1]
+    uncached = cli_inproc("embed", "-q", input=changed)
+    assert uncached.code == 0 and out == uncached.out
+    # The lazily loaded run stored its vector under the key an eager run looks up.
+    assert _counts(cli_inproc("embed", "--cache", cache, input=changed).err) == (300, 0)
+
+
+def test_no_truncate_with_the_cache_fails_on_the_first_long_text_hit_or_miss(tmp_path):
+    cache = str(tmp_path / "c.db")
+    long_text = " ".join(["word"] * 400)
+    data = b"".join(orjson.dumps({"text": t}) + b"\n" for t in ("short one", long_text, "another"))
+    for _ in range(2):  # first a miss (tokenized), then a hit (its truncation recorded in the cache)
+        r = cli_inproc("embed", "--cache", cache, "--no-truncate", input=data)
+        assert r.code == 3 and "longer than 256 tokens, <stdin> line 2" in r.err, r.err
+        r = cli_inproc("embed", "-q", "--cache", cache, input=data)  # truncates: stores all three
+        assert r.code == 0
+    r = cli_inproc("embed", "--cache", cache, "--no-truncate", "--on-error", "skip", input=data)
+    assert r.code == 0 and len(r.records()) == 2 and "skipped 1 bad record" in r.err

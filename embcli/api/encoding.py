@@ -11,6 +11,7 @@ from embcli.errors import UsageError
 from embcli.runtime.chunking import Chunking
 
 if TYPE_CHECKING:
+    from embcli.runtime.cache import EmbeddingCache
     from embcli.runtime.chunking import Chunker
     from embcli.runtime.encoder import Encoder as _RuntimeEncoder
     from embcli.store.models import ModelSpec
@@ -35,19 +36,57 @@ def ensure_model(model: str | None, device: str = "cpu") -> None:
 
 
 def _cuda_listed() -> bool:
-    from embcli.runtime.native import load_onnxruntime
+    from embcli.runtime.native import cuda_provider_listed
 
-    ort = load_onnxruntime()
-
-    return "CUDAExecutionProvider" in ort.get_available_providers()
+    return cuda_provider_listed()
 
 
-def resolve(model: str | None = None, device: str = "auto") -> ModelSpec:
-    """The model named ``model`` (default: $EMBCLI_MODEL, else the built-in one), built first if it must be."""
+def resolve(model: str | None = None, device: str = "auto", *, check: bool = True) -> ModelSpec:
+    """The model named ``model`` (default: $EMBCLI_MODEL, else the built-in one), built first if it must be.
+
+    ``check=False``: a built-in graph already built is taken by its record, its bytes
+    not hashed now (for runs that may not load it; the encoder checks them on load).
+    """
+    from embcli.errors import EmbcliError
     from embcli.store.models import resolve_model
 
+    if not check:
+        try:
+            spec = resolve_model(model, check=False)
+            if spec.for_device is not None and device in ("cuda", "auto") and _cuda_listed():
+                spec.for_device("cuda")  # raises if its CUDA graph is not built yet: built below
+            return spec
+        except EmbcliError:
+            pass  # not built yet (first use): the checked way below builds it
     ensure_model(model, device)
     return resolve_model(model)
+
+
+def cached_encoder(cache: str, model: str | None = None, **options: object) -> tuple[_RuntimeEncoder, EmbeddingCache]:
+    """The encoder for ``embed --cache`` and its view of the cache.
+
+    The model loads on the first text the cache does not have: a run where every
+    text hits loads no tokenizer, no onnxruntime. What the cache key and the
+    provenance need comes from the model's files; the graph's output width from
+    the cache, where the first run that loaded this graph recorded it. The
+    vectors, provenance and key are those of an encoder loaded up front.
+    """
+    from embcli.runtime.cache import EmbeddingCache, graph_key, known_widths, spec_of
+    from embcli.runtime.encoder import Encoder as RuntimeEncoder
+
+    device = str(options.pop("device", "auto"))
+    widths = known_widths(cache)
+    encoder = RuntimeEncoder(
+        resolve(model, device, check=False),
+        device=device,
+        known_width=lambda spec: widths.get(graph_key(spec)),
+        reload=lambda: resolve(model, device),
+        **options,  # type: ignore[arg-type]
+    )
+    store = EmbeddingCache(cache, spec_of(encoder), encoder.dim)
+    if encoder.loaded and graph_key(encoder.spec) not in widths:
+        store.record_width(graph_key(encoder.spec), encoder.full_dim)
+    return encoder, store
 
 
 class Encoder:

@@ -246,8 +246,7 @@ def embed(
         pooling = pooling or o.Pooling(new["pooling"])
         normalize = new["normalize"] if normalize is None else normalize
         prompt = new["prompt"] if prompt is None and prompt_name is None else prompt
-    encoder = Encoder(
-        model,
+    options = dict(
         device=device.value,
         threads=threads,
         max_length=max_length,
@@ -258,11 +257,22 @@ def embed(
         dims=dims,
         batch_size=batch_size,
         max_batch_tokens=max_batch_tokens,
-    ).runtime
+    )
+    store = None
+    if cache and not no_cache and fitted is None:
+        from embcli.api.encoding import cached_encoder
+
+        encoder, store = cached_encoder(cache, model, **options)  # the model loads on the first miss
+    else:
+        encoder = Encoder(model, **options).runtime  # type: ignore[arg-type]
     if fitted is not None:
         from embcli.runtime.adapter import AdaptedEncoder
 
         encoder = AdaptedEncoder(encoder, fitted, adapter)
+        if cache and not no_cache:  # keyed by the adapter too (it is in the provenance): never plain vectors
+            from embcli.runtime.cache import EmbeddingCache, spec_of
+
+            store = EmbeddingCache(cache, spec_of(encoder), encoder.dim)
     bad = BadRecords(skip=on_error is o.OnError.skip)
     stats = EmbedStats()
     records = inputs.records(text_field, bad, json_hint=TEXT_HINT)
@@ -272,11 +282,6 @@ def embed(
 
         chunker = Chunker(encoder.tokenizer, encoder.max_length, encoder.prompt, chunking)
         records = chunker.records(records, text_field=text_field, bad=bad, overwrite=overwrite)
-    store = None
-    if cache and not no_cache:
-        from embcli.runtime.cache import EmbeddingCache, spec_of
-
-        store = EmbeddingCache(cache, spec_of(encoder), encoder.dim)
     with open_output(spec) as out, progress("embedding", "texts", quiet, fraction=inputs.share) as bar:
         write_embedded(
             records,
@@ -313,7 +318,8 @@ def embed(
     cached = f"; {stats.cached:,} from the cache, {encoder.batches_run:,} model batches" if store else ""
     say(
         f"embedded {stats.texts:,} text{'s' * (stats.texts != 1)} ({stats.tokens:,} tokens{cached}) in {elapsed:.1f}s, "
-        f"{stats.texts / max(elapsed, 1e-9):,.0f} texts/s · {encoder.spec.name}, {encoder.dim}-d, {encoder.device}",
+        f"{stats.texts / max(elapsed, 1e-9):,.0f} texts/s · {encoder.spec.name}, {encoder.dim}-d, "
+        f"{encoder.device or 'model not loaded'}",
         quiet,
     )
 

@@ -26,6 +26,7 @@ from embcli.io.files import sha256_file
 
 if TYPE_CHECKING:
     from embcli.runtime.encoder import Encoder
+    from embcli.store.models import ModelSpec
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS specs (
@@ -43,8 +44,14 @@ CREATE TABLE IF NOT EXISTS vectors (
     PRIMARY KEY (spec, text_hash)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS vectors_used ON vectors (used);
+CREATE TABLE IF NOT EXISTS widths (
+    graph TEXT PRIMARY KEY,
+    width INTEGER NOT NULL
+);
 """
 BUSY_TIMEOUT_S = 60
+# Keys per SQLite statement in batched look-ups and touches (under every SQLite's variable limit).
+BATCH_KEYS = 500
 
 
 def connect(path: str | Path) -> sqlite3.Connection:
@@ -84,6 +91,21 @@ def spec_of(encoder: Encoder) -> dict:
         "model_sha256": encoder.spec.sha256(),
         "tokenizer_sha256": sha256_file(encoder.spec.tokenizer_path),
     }
+
+
+def graph_key(spec: ModelSpec) -> str:
+    """What an encoder's output width depends on: the graph's bytes, and the config's width (a graph
+    whose output shape leaves it open takes that)."""
+    return f"{spec.sha256()}:{spec.dim}"
+
+
+def known_widths(path: str | Path) -> dict[str, int]:
+    """Output widths of the graphs earlier runs loaded with this cache (what lets a run skip loading)."""
+    db = connect(path)
+    try:
+        return dict(db.execute("SELECT graph, width FROM widths").fetchall())
+    finally:
+        db.close()
 
 
 def text_hash(text: str) -> bytes:
@@ -127,8 +149,32 @@ class EmbeddingCache:
             return None  # not ours to trust: recompute (and overwrite)
         return vec, row[1], bool(row[2])
 
+    def get_many(self, keys: list[bytes]) -> dict[bytes, tuple[np.ndarray, int, bool]]:
+        """``get`` for many keys: one query per BATCH_KEYS keys; misses are left out."""
+        found: dict[bytes, tuple[np.ndarray, int, bool]] = {}
+        unique = list(dict.fromkeys(keys))
+        for start in range(0, len(unique), BATCH_KEYS):
+            part = unique[start : start + BATCH_KEYS]
+            rows = self.db.execute(
+                "SELECT text_hash, vector, n_tokens, truncated FROM vectors "
+                f"WHERE spec = ? AND text_hash IN ({','.join('?' * len(part))})",
+                (self.spec_id, *part),
+            )
+            for key, blob, n_tokens, truncated in rows:
+                vec = np.frombuffer(blob, dtype=np.float32)
+                if vec.shape == (self.dims,):  # else not ours to trust: recompute (and overwrite)
+                    found[key] = (vec, n_tokens, bool(truncated))
+        return found
+
+    def record_width(self, graph: str, width: int) -> None:
+        """Remember a loaded graph's output width (``graph_key``), so later runs can skip loading it."""
+        try:
+            self.db.execute("INSERT OR REPLACE INTO widths (graph, width) VALUES (?, ?)", (graph, width))
+        except sqlite3.Error as e:
+            raise write_failure(e, self.path) or e from None
+
     def put_and_touch(self, new: list[tuple[bytes, np.ndarray, int, bool]], hits: list[bytes]) -> None:
-        """Store new vectors and mark hits as used now: one transaction per chunk."""
+        """Store new vectors and mark hits as used now: one transaction per chunk, one UPDATE per BATCH_KEYS hits."""
         now = int(time.time())
         self.db.execute("BEGIN IMMEDIATE")
         try:
@@ -137,10 +183,14 @@ class EmbeddingCache:
                 "VALUES (?, ?, ?, ?, ?, ?)",
                 [(self.spec_id, k, np.asarray(v, np.float32).tobytes(), n, int(t), now) for k, v, n, t in new],
             )
-            self.db.executemany(
-                "UPDATE vectors SET used = ? WHERE spec = ? AND text_hash = ? AND used < ?",
-                [(now, self.spec_id, k, now) for k in hits],
-            )
+            unique = list(dict.fromkeys(hits))
+            for start in range(0, len(unique), BATCH_KEYS):
+                part = unique[start : start + BATCH_KEYS]
+                self.db.execute(
+                    "UPDATE vectors SET used = ? WHERE spec = ? AND used < ? "
+                    f"AND text_hash IN ({','.join('?' * len(part))})",
+                    (now, self.spec_id, now, *part),
+                )
             self.db.execute("COMMIT")
         except BaseException as e:
             # SQLite may have rolled back already (a full disk does): a second ROLLBACK would

@@ -7,7 +7,8 @@ count, cut into batches under a token budget, and put back in input order.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -54,7 +55,14 @@ def default_threads() -> int:
 
 
 class Encoder:
-    """Turns texts into vectors with one model, the same way every time."""
+    """Turns texts into vectors with one model, the same way every time.
+
+    The tokenizer and the ONNX session load here, unless ``known_width`` knows the
+    graph's output width beforehand (an earlier run recorded it): then everything a
+    vector's provenance and cache key need comes from the model's files, and the
+    model loads on first use (``load()``), through ``reload`` when given (the
+    spec re-resolved with its bytes checked, which must be the same model).
+    """
 
     def __init__(
         self,
@@ -70,6 +78,8 @@ class Encoder:
         dims: int | None = None,
         batch_size: int = 32,
         max_batch_tokens: int = 8192,
+        known_width: Callable[[ModelSpec], int | None] | None = None,
+        reload: Callable[[], ModelSpec] | None = None,
     ) -> None:
         self.spec = spec
         self.max_length = max_length or spec.max_length
@@ -91,17 +101,63 @@ class Encoder:
             )
         if batch_size < 1 or max_batch_tokens < 1:
             raise UsageError("--batch-size and --max-batch-tokens must be positive")
-        spec.verify()
-        self._load_tokenizer()
-        self._load_session(device, threads or default_threads())
-        self.full_dim = self._output_dim()
+        if device not in DEVICES:
+            raise UsageError(f"unknown device {device!r}; choose from {', '.join(DEVICES)}")
+        self._want_cuda = _wants_cuda(device)
+        if self._want_cuda and spec.for_device is not None:
+            self.spec = spec.for_device("cuda")  # the built-in model prefers its fp16 graph on GPUs
+        self._device = device
+        self.threads = threads or default_threads()
+        self._reload = reload
+        self._lock = threading.Lock()
+        self.loaded = False
+        self.device: str | None = None  # where the graph runs, once loaded
         self.batches_run = 0  # inference calls on user texts (the cache's proof of work saved)
+        width = known_width(self.spec) if known_width is not None else None
+        if width is None:
+            self.load()
+        else:
+            self.full_dim = width
         if dims is not None and not 1 <= dims <= self.full_dim:
             raise UsageError(f"--dims must be between 1 and {self.full_dim} for this model, got {dims}")
         self.dims = dims if dims and dims < self.full_dim else None
         self.dim = self.dims or self.full_dim
 
     # ------------------------------------------------------------------ loading
+
+    def load(self) -> None:
+        """Load the tokenizer and the ONNX session now, if not yet (thread-safe)."""
+        if self.loaded:
+            return
+        with self._lock:
+            if self.loaded:
+                return
+            known = getattr(self, "full_dim", None)
+            if self._reload is not None:
+                self._take_checked_spec(self._reload())
+            self.spec.verify()
+            self._load_tokenizer()
+            self._load_session(self._device, self.threads)
+            width = self._output_dim()
+            if known is not None and width != known:
+                raise IncompatibleError(
+                    f"the ONNX graph makes {width}-d vectors, where an earlier run recorded {known}, "
+                    f"{self.spec.onnx_path}"
+                )
+            self.full_dim = width
+            self.loaded = True
+
+    def _take_checked_spec(self, fresh: ModelSpec) -> None:
+        """Run ``fresh`` (bytes checked) only if it is the model this encoder promised."""
+        if self._want_cuda and fresh.for_device is not None:
+            fresh = fresh.for_device("cuda")
+        if (fresh.sha256(), fresh.tokenizer_path) != (self.spec.sha256(), self.spec.tokenizer_path):
+            raise IncompatibleError(
+                f"the model's files changed while this run was starting (graph sha256 {fresh.sha256()[:16]}, "
+                f"expected {self.spec.sha256()[:16]}), {fresh.onnx_path}",
+                hint="run it again",
+            )
+        self.spec = fresh
 
     def _load_tokenizer(self) -> None:
         from tokenizers import Tokenizer
@@ -122,23 +178,14 @@ class Encoder:
         from embcli.runtime.native import load_onnxruntime
 
         ort = load_onnxruntime()
-
-        if device not in DEVICES:
-            raise UsageError(f"unknown device {device!r}; choose from {', '.join(DEVICES)}")
-        available = ort.get_available_providers()
-        want_cuda = device == "cuda" or (device == "auto" and "CUDAExecutionProvider" in available)
-        if device == "cuda" and "CUDAExecutionProvider" not in available:
-            raise EmbcliError(
-                f"--device cuda: this onnxruntime has no CUDA execution provider "
-                f"(available: {', '.join(p.removesuffix('ExecutionProvider') for p in available)})",
-                hint="on a machine with an NVIDIA GPU: pip install 'embcli[gpu]'; or use --device cpu",
-            )
-        if want_cuda and self.spec.for_device is not None:
-            self.spec = self.spec.for_device("cuda")  # the built-in model prefers its fp16 graph on GPUs
+        want_cuda = self._want_cuda
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # Pool threads sleep when idle instead of spinning: on a small machine they otherwise burn the
+        # cores the reader thread and other processes need (measured on a shared machine: 15-25% less CPU).
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         opts.log_severity_level = 4  # failures (a CUDA load, a bad batch) are reported by us, once
         providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if want_cuda else ["CPUExecutionProvider"]
         try:
@@ -179,6 +226,8 @@ class Encoder:
         An enormous text is not tokenized whole (that takes ~150 bytes of memory per
         character): a prefix is, growing until it provably holds the kept tokens.
         """
+        if not self.loaded:
+            self.load()
         size = PREFIX_CHARS_PER_TOKEN * self.max_length
         cap = max(MAX_PREFIX_CHARS, size)
         while size < len(text):
@@ -195,8 +244,26 @@ class Encoder:
     def _encode(self, text: str):
         return self.tokenizer.encode(self.prompt + text if self.prompt else text)
 
+    def tokenize_many(self, texts: Sequence[str]) -> list[Tokens]:
+        """``tokenize`` of each text; those of ordinary length in one ``encode_batch`` (all cores)."""
+        if not self.loaded:
+            self.load()
+        limit = PREFIX_CHARS_PER_TOKEN * self.max_length
+        plain = [i for i, t in enumerate(texts) if len(t) <= limit]
+        out: list[Tokens | None] = [None] * len(texts)
+        batch = [self.prompt + texts[i] if self.prompt else texts[i] for i in plain]
+        for i, enc in zip(plain, self.tokenizer.encode_batch(batch) if batch else [], strict=True):
+            out[i] = Tokens(enc.ids, bool(enc.overflowing))
+        if len(plain) < len(texts):
+            for i, t in enumerate(texts):
+                if out[i] is None:
+                    out[i] = self.tokenize(t)  # bounded memory on a huge text
+        return out  # type: ignore[return-value]
+
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         """Vectors for ``texts`` in input order (float32, ``(n, dim)``)."""
+        if not self.loaded:
+            self.load()
         if any(len(t) > PREFIX_CHARS_PER_TOKEN * self.max_length for t in texts):
             return self.encode_ids([self.tokenize(t).ids for t in texts])  # bounded memory on a huge text
         if self.prompt:
@@ -206,6 +273,8 @@ class Encoder:
 
     def encode_ids(self, ids: Sequence[Sequence[int]]) -> np.ndarray:
         """Vectors for pre-tokenized texts, in input order; batches sorted by length."""
+        if not self.loaded:
+            self.load()
         out = np.empty((len(ids), self.dim), dtype=np.float32)
         lengths = np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(ids))
         order = np.argsort(lengths, kind="stable")
@@ -216,6 +285,8 @@ class Encoder:
 
     def hidden_states(self, ids: list[Sequence[int]]) -> tuple[np.ndarray, np.ndarray]:
         """One batch's token vectors straight from the graph, and its attention mask (what the gate compares)."""
+        if not self.loaded:
+            self.load()
         return self._run(ids)
 
     def token_states(self, texts: Sequence[str]) -> list[TokenStates]:
@@ -293,6 +364,23 @@ class Encoder:
             normalize=self.normalize,
             prompt=self.prompt,
         )
+
+
+def _wants_cuda(device: str) -> bool:
+    """Whether a run on ``device`` tries CUDA: asked, or ``auto`` where onnxruntime lists it."""
+    from embcli.runtime.native import cuda_provider_listed, load_onnxruntime
+
+    if device == "cpu":
+        return False
+    listed = cuda_provider_listed()
+    if device == "cuda" and not listed:
+        available = load_onnxruntime().get_available_providers()
+        raise EmbcliError(
+            f"--device cuda: this onnxruntime has no CUDA execution provider "
+            f"(available: {', '.join(p.removesuffix('ExecutionProvider') for p in available)})",
+            hint="on a machine with an NVIDIA GPU: pip install 'embcli[gpu]'; or use --device cpu",
+        )
+    return listed
 
 
 def encoder_from_provenance(

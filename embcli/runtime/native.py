@@ -20,6 +20,7 @@ import re
 import sys
 import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 from types import ModuleType
 
 # onnxruntime's own log lines below error level: "[W:onnxruntime:Default, file.cc:613 ...] text".
@@ -37,6 +38,37 @@ def load_onnxruntime() -> ModuleType:
         import onnxruntime as ort
     ort.set_default_logger_severity(4)
     return ort
+
+
+def cuda_provider_listed() -> bool:
+    """Whether onnxruntime lists the CUDA execution provider (it may still fail to load).
+
+    Asked without importing onnxruntime where its package has no CUDA provider
+    library (the CPU wheels): a run that needs no model (``embed --cache``, every
+    text a hit) then never pays for the import.
+    """
+    if "onnxruntime" not in sys.modules and not _cuda_library_shipped():
+        return False
+    try:
+        ort = load_onnxruntime()
+    except ImportError:
+        return False
+    return "CUDAExecutionProvider" in ort.get_available_providers()
+
+
+def _cuda_library_shipped() -> bool:
+    """Whether the installed onnxruntime package carries a CUDA provider library (GPU wheels do)."""
+    import importlib.util
+
+    try:
+        found = importlib.util.find_spec("onnxruntime")
+    except (ImportError, ValueError):
+        return False
+    if found is None or not found.submodule_search_locations:
+        return False
+    return any(
+        "providers_cuda" in f.name for d in found.submodule_search_locations for f in (Path(d) / "capi").glob("*")
+    )
 
 
 def usearch_index() -> type:

@@ -102,14 +102,18 @@ def slot(kind: str) -> Path:
     return graphs_dir() / f"{MODEL}-{WEIGHTS_SHA256[:12]}" / "-".join([kind, *(f"{k}{x}" for k, x in v.items())])
 
 
-def find_graph(device: str = "cpu", kind: str | None = None) -> Graph | None:
-    """The graph a run on ``device`` gets if it is built and intact, else None (nothing is built here)."""
+def find_graph(device: str = "cpu", kind: str | None = None, *, check: bool = True) -> Graph | None:
+    """The graph a run on ``device`` gets if it is built and intact, else None (nothing is built here).
+
+    ``check=False`` takes the record's sha256 without hashing the file (a run that may
+    not load the graph at all: the encoder checks the bytes when it loads it).
+    """
     kind = kind_for(device, kind)
     fixed = kind == DEFAULT_KIND.get(device)
     if kind == "shipped":
         return Graph("shipped", None, None, "pinned by EMBCLI_DEFAULT_GRAPH=shipped")
     where = slot(kind)
-    graph = _registry.get(where) or read_slot(where, kind)[0]
+    graph = _registry.get(where) or read_slot(where, kind, check=check)[0]
     if graph is not None and graph.path is not None:
         return replace(graph, why=f"{_fixed(device) if fixed else 'pinned by EMBCLI_DEFAULT_GRAPH'}, {graph.why}")
     if graph is None and fixed:  # a pin that cannot be built is tried again, and said, on every run that asks
@@ -123,8 +127,11 @@ def _fixed(device: str) -> str:
     return f"the fixed {device} graph of embcli {__version__}"
 
 
-def read_slot(where: Path, kind: str) -> tuple[Graph | None, str | None]:
-    """The slot's graph if its record is readable and its bytes match it; else None and what is wrong."""
+def read_slot(where: Path, kind: str, *, check: bool = True) -> tuple[Graph | None, str | None]:
+    """The slot's graph if its record is readable and its bytes match it; else None and what is wrong.
+
+    ``check=False``: the file need only exist (its bytes are hashed when it is loaded).
+    """
     import orjson
 
     record_path = where / RECORD
@@ -138,12 +145,25 @@ def read_slot(where: Path, kind: str) -> tuple[Graph | None, str | None]:
     if record.get("kind") != kind or path.parent != where or not isinstance(sha, str):  # only files of its slot
         return None, f"the graph cache record is not this slot's {kind} graph, {record_path}"
     try:
-        intact = path.is_file() and sha256_file(path) == sha
+        intact = path.is_file() and (not check or _sha256_once(path) == sha)
     except OSError:
         intact = False
     if not intact:
         return None, f"the cached {kind} graph is missing or corrupt (sha256 mismatch), {path}"
     return Graph(kind, path, sha, why, record), None
+
+
+# Graphs hashed by this process, by path and the stat fields any write changes (a run resolves the
+# model more than once: building first, then resolving; each would hash ~90 MB again).
+_hashed: dict[tuple, str] = {}
+
+
+def _sha256_once(path: Path) -> str:
+    st = path.stat()
+    key = (str(path), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    if key not in _hashed:
+        _hashed[key] = sha256_file(path)
+    return _hashed[key]
 
 
 def _fallback(where: Path) -> Graph | None:
