@@ -37,9 +37,15 @@ def chunked(enc, docs) -> list[dict]:
 
 
 @pytest.fixture(scope="module")
-def index(chunked, tmp_path_factory):
+def index_path(chunked, tmp_path_factory):
     path = tmp_path_factory.mktemp("chunks") / "c.idx"
-    return embcli.Index.build(path, chunked)
+    embcli.Index.build(path, chunked).close()
+    return path
+
+
+@pytest.fixture(scope="module")
+def index(index_path):
+    return embcli.Index.open(index_path)
 
 
 def _write(path, records) -> str:
@@ -310,3 +316,14 @@ def test_group_by_over_hybrid_groups_the_fused_ranking(index, docs) -> None:
             best.setdefault(h.payload["parent"], h)
         assert [h.id for h in groups] == [h.id for h in list(best.values())[:5]]
         assert [h.score for h in groups] == pytest.approx([h.score for h in list(best.values())[:5]])
+
+
+def test_eval_with_group_by_scores_documents(index, index_path, docs) -> None:
+    """`eval --config "--group-by parent"` judges the parents that grouped search returns, not chunk ids."""
+    queries = [{"id": f"q{i}", "text": q["text"]} for i, q in enumerate(_queries(docs))]
+    qrels = {f"q{i}": {q["target"]: 1} for i, q in enumerate(_queries(docs))}
+    got = embcli.evaluate(index_path, queries, qrels, configs=["--group-by parent --exact"], k=[1, 5])
+    grouped = index.search([q["text"] for q in queries], k=5, group_by="parent", exact=True)
+    hit1 = [g[0].payload["parent"] == qrels[q["id"]].popitem()[0] for g, q in zip(grouped, queries, strict=True)]
+    assert got.metrics("--group-by parent --exact")["recall@1"] == pytest.approx(sum(hit1) / len(hit1))
+    assert got.report["configs"][0]["relevant_not_in_index"] is None  # group values are not index ids: unchecked

@@ -168,7 +168,7 @@ def test_config_strings_become_search_options():
     [
         ("hybrid --lexical", "names two retrieval modes, hybrid and lexical"),
         ("--alpha half", "--alpha takes a number, got 'half'"),
-        ("--group-by parent", "--group-by is not available in this version"),
+        ("--group-top 0", "--group-top must be at least 1, got 0"),
         ("--bogus 3", "unknown setting '--bogus'"),
         ("ef=many", "--ef takes a number, got 'many'"),
         ("--rescore", "--rescore needs a value"),
@@ -355,8 +355,8 @@ def test_bad_queries_and_options(idx, tmp_path):
     noid.write_text('{"text": "a"}\n', encoding="utf-8")
     r = cli_inproc("eval", idx["f32"], "--queries", str(noid), "--qrels", QRELS)
     assert r.code == 3 and "query has no 'id' field" in r.err
-    r = cli_inproc("eval", idx["f32"], "--queries", QUERIES, "--qrels", QRELS, "--config", "--group-by parent")
-    assert r.code == 2 and "not available in this version" in r.err
+    r = cli_inproc("eval", idx["f32"], "--queries", QUERIES, "--qrels", QRELS, "--config", "--group-top 0")
+    assert r.code == 2 and "--group-top must be at least 1" in r.err
     r = cli_inproc("eval", "--queries", QUERIES, "--qrels", QRELS)
     assert r.code == 2 and "names no index" in r.err
     r = cli_inproc("eval", idx["f32"], "--queries", QUERIES, "--qrels", QRELS, "--at", "1,x")

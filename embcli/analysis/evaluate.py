@@ -209,8 +209,10 @@ def evaluate(
     return Evaluation(report, per_query)
 
 
-def _missing_relevant(searcher: Searcher, judged: dict[str, dict[str, int]], config: SearchConfig) -> int:
+def _missing_relevant(searcher: Searcher, judged: dict[str, dict[str, int]], config: SearchConfig) -> int | None:
     """How many relevant judged documents the index does not hold; none held at all is bad input."""
+    if config.search.group_by:  # the judged ids are group values (e.g. parents), not the index's ids: unchecked
+        return None
     relevant = sorted({doc for docs in judged.values() for doc, r in docs.items() if r >= RELEVANT})
     missing = [doc for doc in relevant if not _held(searcher, doc)]
     if relevant and len(missing) == len(relevant):
@@ -262,5 +264,7 @@ def _search(
         chunk_texts = [q.text for q in queries[start : start + CHUNK]] if options.words else None
         chunk_vectors = vectors[start : start + CHUNK] if options.dense else None
         for hits in searcher.search(chunk_vectors, options, texts=chunk_texts):
-            out.append([(id_key(hit.id) or str(hit.id), hit.id) for hit in hits])
+            # Grouped (e.g. chunks by parent): the judged documents are the groups, not the chunks.
+            found = [hit.payload.get(options.group_by, hit.id) if options.group_by else hit.id for hit in hits]
+            out.append([(id_key(doc) or str(doc), doc) for doc in found])
     return out

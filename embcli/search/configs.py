@@ -20,8 +20,12 @@ text queries are embedded), by name.
     hybrid  --hybrid  lexical  --lexical   retrieval mode (dense is the default)
     --fusion rrf|linear  --rrf-k N  --alpha A  --fusion-depth N   how hybrid fuses
 
-A setting whose ``SearchOptions`` field this version lacks (``--group-by`` until result
-grouping lands) is a usage error saying it is not available in this version.
+    --group-by FIELD  --group-fusion max|sum  --group-top N   one hit per value of FIELD (an index
+                                           of `embed --chunk` output: its documents, by ``parent``);
+                                           the judged doc ids are then the FIELD's values
+
+A setting whose ``SearchOptions`` field this version lacks is a usage error saying it is not
+available in this version.
 """
 
 from __future__ import annotations
@@ -68,6 +72,8 @@ FLAGS: dict[str, Flag] = {
     "--alpha": Flag("search", "alpha", float),
     "--fusion-depth": Flag("search", "depth", int, 1),
     "--group-by": Flag("search", "group_by"),
+    "--group-fusion": Flag("search", "group_fusion"),
+    "--group-top": Flag("search", "group_top", int, 1),
     "--query-prompt": Flag("query", "prompt"),
     "--prompt-name": Flag("query", "prompt_name"),
     "--model": Flag("query", "model"),
