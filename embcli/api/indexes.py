@@ -46,7 +46,8 @@ class Index:
         expansion_add: int = 128,
         expansion_search: int = 128,
         keep_floats: bool = False,
-        threads: int = 1,
+        threads: int | None = None,
+        reproducible: bool = False,
         shards: int | None = None,
     ) -> Index:
         """Build (or ``append`` to) the index at ``path`` from records with vectors, or from a 2-D array.
@@ -55,7 +56,9 @@ class Index:
         rows take ``ids`` (default: row numbers). The model comes from the records'
         provenance, or ``model`` for bare vectors. ``shards`` N builds a sharded index
         (records routed by id, as ``embcli index --shards N``); appending to a sharded
-        index routes each record to its shard.
+        index routes each record to its shard. The graph is built with ``threads`` threads, by default
+        every core (as ``embcli index``); ``reproducible`` (or ``threads=1``) builds the same graph on
+        every run, single-threaded.
         """
         from embcli.io.streams import BadRecords, Record, parse_vector
         from embcli.search.index import IndexOptions, IndexWriter
@@ -99,12 +102,20 @@ class Index:
                 store_text=store_text,
                 text_field=text_field,
                 threads=threads,
+                reproducible=reproducible,
             )
             if done is None and not append:
                 raise UsageError("no vectors to index")
             return cls.open(path)
         writer = IndexWriter(
-            path, options, append=append, force=force, store_text=store_text, text_field=text_field, threads=threads
+            path,
+            options,
+            append=append,
+            force=force,
+            store_text=store_text,
+            text_field=text_field,
+            threads=threads,
+            reproducible=reproducible,
         )
         try:
             bad = BadRecords()
