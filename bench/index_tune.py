@@ -86,16 +86,13 @@ def load_data(args: argparse.Namespace, tmp: Path) -> tuple[np.ndarray, np.ndarr
     return np.ascontiguousarray(db), np.ascontiguousarray(corpus.queries), f"{args.scale:,} synthetic"
 
 
-def ground_truth(db: np.ndarray, queries: np.ndarray, k: int, name: str) -> tuple[np.ndarray, float]:
-    """The exact k-th score per query (cached for the big set) and numpy brute force queries/s."""
+def ground_truth(db: np.ndarray, queries: np.ndarray, k: int) -> tuple[np.ndarray, float]:
+    """The exact k-th score per query, and numpy brute force queries/s (bench/index.py's blocked matmul)."""
     import index as bi
 
-    cache = bi.CACHE / f"kth-{name.replace(',', '').replace(' ', '-')}-k{k}.npy"
     t0 = time.perf_counter()
     _, scores = bi.brute_force(db, queries, k)
-    bf_s = time.perf_counter() - t0
-    np.save(cache, scores[:, -1])
-    return scores[:, -1], len(queries) / bf_s
+    return scores[:, -1], len(queries) / (time.perf_counter() - t0)
 
 
 # --------------------------------------------------------------------------- embcli
@@ -103,6 +100,7 @@ def ground_truth(db: np.ndarray, queries: np.ndarray, k: int, name: str) -> tupl
 
 def run_embcli(db, queries, kth, m, ea, threads, efs, repeat, work: Path, k: int) -> Run:
     import index as bi
+
     from embcli.search.index import IndexOptions, IndexReader, IndexWriter, read_manifest
     from embcli.search.usearch_file import unreachable_keys
 
@@ -217,7 +215,8 @@ def report(runs: list[Run], bf_qps: float, n: int, targets: list[float]) -> None
         for r in runs:
             hit = next(((ef, rec, qps) for ef, rec, qps in r.points if rec >= t), None)
             if hit:
-                print(f"| {r.system} | {r.m} | {r.ea} | {hit[0]} | {hit[1]:.4f} | {hit[2]:,.0f} | {hit[2] / bf_qps:,.1f} |")
+                ef, rec, qps = hit
+                print(f"| {r.system} | {r.m} | {r.ea} | {ef} | {rec:.4f} | {qps:,.0f} | {qps / bf_qps:,.1f} |")
             else:
                 print(f"| {r.system} | {r.m} | {r.ea} | — | not reached (best {max(p[1] for p in r.points):.4f}) | | |")
 
@@ -243,13 +242,11 @@ def main() -> int:
     import index as bi
 
     noise = bi.Noise()
-    print(
-        f"bench/index_tune.py {' '.join(sys.argv[1:])}; {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}"
-    )
+    print(f"bench/index_tune.py {' '.join(sys.argv[1:])}; {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}")
     with tempfile.TemporaryDirectory(prefix="embcli-tune-") as t:
         tmp = Path(t)
         db, queries, name = load_data(args, tmp)
-        kth, bf_qps = ground_truth(db, queries, args.k, name)
+        kth, bf_qps = ground_truth(db, queries, args.k)
         print(f"{name} vectors, {db.shape[1]}-d; {len(queries):,} real queries; brute force {bf_qps:,.0f} queries/s")
         runs: list[Run] = []
         db_path, q_path = tmp / "db.npy", tmp / "q.npy"
@@ -264,11 +261,8 @@ def main() -> int:
                 print(f"done: {runs[-1].label} build {runs[-1].build_s:.1f}s; {runs[-1].note}", flush=True)
             if args.faiss and i < len(fgrid):
                 m, ea = fgrid[i]
-                runs.append(
-                    run_faiss(
-                        args.faiss, db_path, q_path, db, queries, kth, m, ea, args.threads, efs, args.repeat, tmp, args.k
-                    )
-                )
+                what = (m, ea, args.threads, efs, args.repeat, tmp, args.k)
+                runs.append(run_faiss(args.faiss, db_path, q_path, db, queries, kth, *what))
                 print(f"done: {runs[-1].label} build {runs[-1].build_s:.1f}s", flush=True)
         report(runs, bf_qps, len(db), [float(x) for x in args.targets.split(",")])
     print(f"\nwhole run: {noise.report()}")

@@ -136,3 +136,23 @@ def test_an_empty_graph_has_nothing_unreachable(examples_vec, tmp_path):
     r = cli_inproc("index", "-q", "--delete-ids", str(tmp_path / "ids.txt"), "-o", str(idx))
     assert r.code == 0, r.err
     assert len(_unreachable(idx)) == 0
+
+
+def test_exact_copies_are_left_to_their_twins_not_churned(examples_vec, tmp_path):
+    """Many records with one vector: HNSW keeps edges to only some copies. Those it drops are exact twins of
+    copies a search reaches, so the commit leaves them (a search for the vector returns a twin, same score)."""
+    vectors = _vectors(examples_vec)
+    data = np.vstack([vectors, np.repeat(vectors[:3], 40, axis=0)])  # 3 vectors held by 41 records each
+    writer = IndexWriter(tmp_path / "d.idx", IndexOptions(), threads=1)
+    try:
+        writer.add([None] * len(data), [{}] * len(data), data)
+        writer.commit()
+    except BaseException:
+        writer.abort()
+        raise
+    assert writer.unreachable == 0  # nothing but twins stayed unreachable, so nothing was reported
+    lost = _unreachable(tmp_path / "d.idx")
+    assert writer.twins == len(lost)
+    twin_of = {int(k): next(i for i in range(3) if np.array_equal(data[k], vectors[i])) for k in lost}
+    assert len(twin_of) == len(lost)  # every unreachable one is a copy of one of the 3 vectors
+    assert _not_found_by_own_vector(tmp_path / "d.idx", data) == []  # found, or tied with its twins

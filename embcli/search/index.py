@@ -640,6 +640,7 @@ class IndexWriter:
         self.added = self.replaced = self.deleted = 0
         self.repaired = 0  # nodes re-inserted at commit because no search could reach them
         self.unreachable = 0  # nodes still unreachable after the last repair round
+        self.twins = 0  # unreachable nodes left as they are: exact copies of a vector a search reaches
         self._provenance_known = self.old is not None
 
     def _start(self, append: bool, options: IndexOptions) -> None:
@@ -842,15 +843,16 @@ class IndexWriter:
         nodes and they back to it; one the pruning still drops goes back in with its
         nearest neighbours inserted after it, a new local configuration each round.
         """
-        lost = self._unreachable(vec_path)
+        lost = self._lost(vec_path)
         rounds = 0
         while len(lost) and rounds < REPAIR_ROUNDS:
             rounds += 1
+            before = len(lost)
             self.repaired += len(lost)
             keys = lost
             if rounds > 1:
                 coded = np.vstack(self.index.get(lost, dtype=self.index.dtype))
-                near = self.index.search(coded, REPAIR_NEIGHBOURS, threads=1).keys.ravel()
+                near = np.asarray(self.index.search(coded, REPAIR_NEIGHBOURS, threads=1).keys).ravel()
                 near = np.setdiff1d(near[near != np.iinfo(np.uint64).max].astype(np.uint64), lost)
                 keys = np.concatenate([lost, near])  # the lost first: the neighbours then link to them
             coded = np.vstack(self.index.get(keys, dtype=self.index.dtype))
@@ -859,13 +861,38 @@ class IndexWriter:
             with _writing(vec_path):
                 vec_path.unlink()
             _save_usearch(self.index, vec_path)
-            lost = self._unreachable(vec_path)
+            lost = self._lost(vec_path)
+            if rounds > 1 and len(lost) >= before:
+                break  # no progress with neighbours either (a whole group of equal vectors cut off): stop churning
         self.unreachable = len(lost)
         if len(lost):
             current().notice(
                 f"{len(lost):,} of {len(self.index):,} vectors stay unreachable in the index graph after "
                 f"{rounds} repair rounds (searches will not return them; exact search does), {vec_path}"
             )
+            # (Seen with hundreds of records sharing one vector: HNSW's pruning keeps no edge into the group.)
+
+    def _lost(self, vec_path: Path) -> np.ndarray:
+        """The unreachable keys but for exact twins of a node a search does reach.
+
+        HNSW cannot keep an edge to every copy of one vector (its pruning keeps one
+        of equals), and real data repeats (of 43,000 PyPI summaries, 2,422 share
+        their vector with another, up to 251 at once): re-inserting such a copy
+        only churns the graph. A search for it returns its twin at the same score.
+        """
+        lost = self._unreachable(vec_path)
+        if not len(lost):
+            return lost
+        self.twins = 0
+        coded = np.vstack(self.index.get(lost, dtype=self.index.dtype))
+        found = np.asarray(self.index.search(coded, 1, threads=1).keys, dtype=np.uint64).reshape(len(lost), -1)[:, 0]
+        hit = (found != lost) & (found != np.iinfo(np.uint64).max)  # max: no hit at all
+        twin = np.zeros(len(lost), dtype=bool)
+        if hit.any():
+            got = np.vstack(self.index.get(found[hit], dtype=self.index.dtype))
+            twin[hit] = np.all(got == coded[hit], axis=1)
+        self.twins = int(np.count_nonzero(twin))
+        return lost[~twin]
 
     @staticmethod
     def _unreachable(vec_path: Path) -> np.ndarray:
