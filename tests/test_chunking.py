@@ -206,7 +206,7 @@ def test_chunks_come_from_the_cache_the_second_time(docs, tmp_path) -> None:
     second = cli_inproc("embed", "--chunk", "--context-field", "title", "--cache", cache, src)
     assert first.code == second.code == 0, second.err
     n = len(first.records())
-    assert f"{n} from the cache" in second.err
+    assert f"{n} from the cache" in second.err and "model not loaded" in second.err  # the tokenizer alone
     assert first.out == second.out
 
 

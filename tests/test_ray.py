@@ -267,7 +267,7 @@ def test_index_on_ray_is_the_local_sharded_index(cluster, examples_vec, tmp_path
     assert r.code == 0, r.err
     assert "indexed 300 vectors (300 new, 0 replaced)" in r.err and "on Ray" in r.err, r.err
     for args in (("--shards", "4", "-o", str(local)), ("-o", str(one))):
-        assert cli_inproc("index", "-q", str(examples_vec), *args).code == 0
+        assert cli_inproc("index", "-q", "--reproducible", str(examples_vec), *args).code == 0
     _same_shards(ray_idx, local)
     hits = _exact(ray_idx)
     assert hits == _exact(local) == _exact(one) and all(len(h) == 10 for h in hits)
@@ -285,7 +285,7 @@ def test_index_on_ray_is_the_local_sharded_index(cluster, examples_vec, tmp_path
     assert r.code == 0, r.err
     touched = len({shard_of(rec["id"], 4) for rec in records})
     assert "(0 new, 3 replaced)" in r.err and f"4 shards ({touched} written)" in r.err, r.err
-    assert cli_inproc("index", "-q", "--append", str(changed), "-o", str(local)).code == 0
+    assert cli_inproc("index", "-q", "--reproducible", "--append", str(changed), "-o", str(local)).code == 0
     _same_shards(ray_idx, local)
 
 

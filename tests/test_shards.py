@@ -26,7 +26,7 @@ NEW_TEXT = "brews coffee with a quantum teapot over bluetooth"
 def built(examples_vec, tmp_path_factory) -> dict:
     d = tmp_path_factory.mktemp("shards")
     for args in (("-o", str(d / "docs.idx"), "--shards", "4"), ("-o", str(d / "one.idx"))):
-        r = cli_inproc("index", "-q", str(examples_vec), *args)
+        r = cli_inproc("index", "-q", "--reproducible", str(examples_vec), *args)
         assert r.code == 0, r.err
     records = [orjson.loads(line) for line in examples_vec.read_bytes().splitlines()]
     return {"dir": d, "idx": d / "docs.idx", "one": d / "one.idx", "vec": examples_vec, "records": records}
@@ -132,8 +132,9 @@ def test_records_without_ids_are_numbered_as_in_one_index(built, tmp_path):
     assert set().union(*_shard_ids(tmp_path / "s.idx")) == set(range(300))
 
 
-def test_threads_build_shards_at_once_with_the_same_graphs(built, tmp_path):
-    r = cli_inproc("index", "-q", str(built["vec"]), "-o", str(tmp_path / "t.idx"), "--shards", "4", "--threads", "3")
+def test_reproducible_builds_shards_at_once_with_the_same_graphs(built, tmp_path):
+    args = ("-o", str(tmp_path / "t.idx"), "--shards", "4", "--threads", "3", "--reproducible")
+    r = cli_inproc("index", "-q", str(built["vec"]), *args)
     assert r.code == 0, r.err
     for name in read_shards(built["idx"])["shards"]:
         a, b = read_manifest(built["idx"] / name)["files"], read_manifest(tmp_path / "t.idx" / name)["files"]

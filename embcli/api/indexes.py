@@ -57,7 +57,8 @@ class Index:
         expansion_add: int = 128,
         expansion_search: int = 128,
         keep_floats: bool = False,
-        threads: int = 1,
+        threads: int | None = None,
+        reproducible: bool = False,
         shards: int | None = None,
         fts: bool | None = None,
         fts_tokenizer: str = "porter",
@@ -69,7 +70,10 @@ class Index:
         rows take ``ids`` (default: row numbers). The model comes from the records'
         provenance, or ``model`` for bare vectors. ``shards`` N builds a sharded index
         (records routed by id, as ``embcli index --shards N``); appending to a sharded
-        index routes each record to its shard. ``fts`` keeps a full-text index of ``text_field`` for
+        index routes each record to its shard. The graph is built with ``threads`` threads, by default
+        every core (as ``embcli index``); ``reproducible`` (or ``threads=1``) builds the same graph on
+        every run, single-threaded.
+        ``fts`` keeps a full-text index of ``text_field`` for
         ``search(mode="hybrid")`` and ``"lexical"`` (default: yes for a new index; an append keeps what
         the index has), with ``fts_tokenizer`` "porter" (English stemming) or "unicode61" (none).
         ``adapter`` (a file or ``load_adapter``'s result) lets
@@ -120,12 +124,20 @@ class Index:
                 store_text=store_text,
                 text_field=text_field,
                 threads=threads,
+                reproducible=reproducible,
             )
             if done is None and not append:
                 raise UsageError("no vectors to index")
             return cls.open(path)
         writer = IndexWriter(
-            path, options, append=append, force=force, store_text=store_text, text_field=text_field, threads=threads
+            path,
+            options,
+            append=append,
+            force=force,
+            store_text=store_text,
+            text_field=text_field,
+            threads=threads,
+            reproducible=reproducible,
         )
         try:
             bad = BadRecords()

@@ -280,7 +280,7 @@ def embed(
     if chunking is not None:
         from embcli.runtime.chunking import Chunker
 
-        chunker = Chunker(encoder.tokenizer, encoder.max_length, encoder.prompt, chunking)
+        chunker = Chunker(encoder.ensure_tokenizer(), encoder.max_length, encoder.prompt, chunking)
         records = chunker.records(records, text_field=text_field, bad=bad, overwrite=overwrite)
     with open_output(spec) as out, progress("embedding", "texts", quiet, fraction=inputs.share) as bar:
         write_embedded(

@@ -99,13 +99,21 @@ FtsTokenizerOpt = o.option(
     panel=INDEX,
 )
 ThreadsOpt = o.option(
-    int,
+    Optional[int],
     "--threads",
     min=1,
     metavar="N",
-    help="Build threads. 1 (default) builds the same graph every run; more is faster, "
-    "but the graph then depends on thread timing. With --shards: N shards are built at a time, "
-    "one thread each (each shard's graph stays the same every run).",
+    show_default=False,
+    help="Build threads. Default: every core, about N times faster on N cores, but the graph then depends "
+    "on thread timing (near-ties may come back in another order from run to run). 1 (or --reproducible) "
+    "builds the same graph every run. With --shards: up to N shards are built at a time, sharing the N threads.",
+    panel=o.SPEED,
+)
+ReproducibleOpt = o.option(
+    bool,
+    "--reproducible",
+    help="Build with one thread, so the same input and options give the same index bytes every run "
+    "(slower by about the number of cores). With --shards: one thread a shard, --threads shards at a time.",
     panel=o.SPEED,
 )
 ShardsOpt = o.option(
@@ -175,7 +183,8 @@ def index(
     vector_field: o.VectorField = "embedding",
     model_field: o.ModelField = "embedding_model",
     on_error: o.OnErrorOpt = o.OnError.fail,
-    threads: ThreadsOpt = 1,
+    threads: ThreadsOpt = None,
+    reproducible: ReproducibleOpt = False,
     shards: ShardsOpt = None,
     engine: EngineOpt = o.Engine.local,
     quiet: o.Quiet = False,
@@ -275,10 +284,17 @@ def index(
             output, options, shards=shards, append=append, force=force, store_text=store_text, text_field=text_field
         )
         with sharded:
-            _index_sharded(sharded, inputs, ingest, bad, output, threads, on_ray, quiet)
+            _index_sharded(sharded, inputs, ingest, bad, output, threads, reproducible, on_ray, quiet)
         return
     writer = IndexWriter(
-        output, options, append=append, force=force, store_text=store_text, text_field=text_field, threads=threads
+        output,
+        options,
+        append=append,
+        force=force,
+        store_text=store_text,
+        text_field=text_field,
+        threads=threads,
+        reproducible=reproducible,
     )
     try:
         with progress("indexing", "vectors", quiet, fraction=inputs.share) as bar:
@@ -311,7 +327,8 @@ def _index_sharded(
     ingest: IngestOptions,
     bad: BadRecords,
     output: str,
-    threads: int,
+    threads: int | None,
+    reproducible: bool,
     on_ray: bool,
     quiet: bool,
 ) -> None:
@@ -336,7 +353,7 @@ def _index_sharded(
             width = build_shards(writer, lambda i: bar.advance(1))
             how = f" on Ray ({width} task{'s' * (width != 1)} at a time)"
         else:
-            writer.build(threads, lambda i: bar.advance(1))
+            writer.build(threads, lambda i: bar.advance(1), reproducible)
         elapsed += bar.elapsed()
     done = writer.commit()
     if summary := bad.summary():
@@ -352,13 +369,13 @@ def _index_sharded(
     )
 
 
-def _check_ray(other_mode: bool, threads: int) -> None:
+def _check_ray(other_mode: bool, threads: int | None) -> None:
     """`index --engine ray`: what it builds, and Ray installed (exit 2 naming the extra), before anything is read."""
     from embcli.errors import UsageError
 
     if other_mode:
         raise UsageError("--engine ray builds shards; --verify, --info and --delete-ids run here: drop --engine ray")
-    if threads != 1:
+    if threads not in (None, 1):
         raise UsageError(
             "--threads is for the local engine: with --engine ray each shard is built with one thread "
             "(the same graph every run), as many at once as the cluster has CPUs"

@@ -10,6 +10,7 @@ import os
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -18,6 +19,9 @@ from embcli.errors import EmbcliError, IncompatibleError, UsageError
 from embcli.runtime import provenance
 from embcli.runtime.vectors import unit
 from embcli.store.models import ModelSpec, choose_prompt
+
+if TYPE_CHECKING:
+    from tokenizers import Tokenizer
 
 # A text longer than this many characters per kept token is tokenized from a prefix, doubled until
 # it provably holds the kept tokens (see _kept_ids); prose runs at ~4-5 characters per token.
@@ -146,6 +150,14 @@ class Encoder:
                 )
             self.full_dim = width
             self.loaded = True
+
+    def ensure_tokenizer(self) -> Tokenizer:
+        """The tokenizer, loaded alone if the model is not loaded yet: chunking needs it before any
+        inference, and a run whose chunks all come from the cache still never loads the session."""
+        with self._lock:
+            if getattr(self, "tokenizer", None) is None:
+                self._load_tokenizer()
+        return self.tokenizer
 
     def _take_checked_spec(self, fresh: ModelSpec) -> None:
         """Run ``fresh`` (bytes checked) only if it is the model this encoder promised."""

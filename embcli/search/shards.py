@@ -63,6 +63,7 @@ from embcli.search.index import (
     _open_regular,
     _without_name,
     absolute_model,
+    build_threads,
     check_same_model,
     disk_bytes,
     open_shards,
@@ -207,7 +208,7 @@ def build_shard(
     force: bool = False,
     store_text: bool = True,
     text_field: str = "text",
-    threads: int = 1,
+    threads: int | None = 1,
     on_batch: Callable[[int], None] = lambda n: None,
 ) -> IndexWriter:
     """Build one shard (an ordinary index at ``path``) from the rows routed to it, or ``append`` them to it.
@@ -531,9 +532,10 @@ class ShardedWriter:
         assert self.spool is not None
         return [i for i in range(self.n) if self.spool.counts[i] or self.meta is None]
 
-    def tasks(self, threads: int = 1) -> list[ShardTask]:
-        """The pending shards' builds, ``threads`` build threads in all: a shard gets one while several
-        build at a time (so its graph is the same on every run), a single shard gets all of them.
+    def tasks(self, threads: int | None = None, reproducible: bool = False) -> list[ShardTask]:
+        """The pending shards' builds, ``threads`` build threads in all (default every core): the threads
+        are shared out among the shards building at once; ``reproducible``: one thread a shard (each
+        shard's graph is then the same on every run), still ``threads`` shards at a time.
 
         Begins the build: from here on, a new index's old files (--force) are gone.
         """
@@ -544,7 +546,8 @@ class ShardedWriter:
             self._started = True
             _clear(self.root, keep=self.spool.dir.name)
         todo = self.pending()
-        per_shard = max(1, threads // max(1, min(threads, len(todo))))
+        threads = threads or build_threads()
+        per_shard = 1 if reproducible else max(1, threads // max(1, min(threads, len(todo))))
         return [
             ShardTask(
                 shard=i,
@@ -568,9 +571,13 @@ class ShardedWriter:
         self.replaced += replaced
         self.built_shards.append(shard)
 
-    def build(self, threads: int = 1, on_shard: Callable[[int], None] = lambda i: None) -> None:
-        """Build the pending shards here, ``threads`` at a time (usearch and SQLite release the GIL)."""
-        tasks = self.tasks(threads)
+    def build(
+        self, threads: int | None = None, on_shard: Callable[[int], None] = lambda i: None, reproducible: bool = False
+    ) -> None:
+        """Build the pending shards here, up to ``threads`` (default every core) at a time (usearch and
+        SQLite release the GIL); see ``tasks`` for how the threads are shared out."""
+        threads = threads or build_threads()
+        tasks = self.tasks(threads, reproducible)
         at_once = max(1, min(threads, len(tasks)))
 
         def done(task: ShardTask, result: tuple[int, int]) -> None:
@@ -631,9 +638,10 @@ def write_sharded(
     force: bool = False,
     store_text: bool = True,
     text_field: str = "text",
-    threads: int = 1,
+    threads: int | None = None,
     on_rows: Callable[[int], None] = lambda n: None,
     on_shard: Callable[[int], None] = lambda i: None,
+    reproducible: bool = False,
 ) -> ShardedWrite | None:
     """Build a sharded index of ``shards`` shards at ``path`` (or ``append`` to one): route, build, commit.
 
@@ -644,7 +652,7 @@ def write_sharded(
     ) as w:
         if w.route(rows, on_rows) == 0:
             return None
-        w.build(threads, on_shard)
+        w.build(threads, on_shard, reproducible)
         return w.commit()
 
 

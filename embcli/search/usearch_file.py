@@ -105,12 +105,7 @@ def _check_graph(buf: np.ndarray, g: int, rows: int, m: dict, bad) -> None:
     if levels.min() < 0 or levels.max() != max_level or entry >= n or levels[entry] != max_level:
         raise bad(f"node levels {levels.min()}..{levels.max()}, max level {max_level}, entry {entry} of {n}")
     base_bytes, level_bytes = 4 + 4 * conn_base, 4 + 4 * conn
-    node_bytes = 10 + base_bytes + levels * level_bytes
-    offsets = np.empty(n, dtype=np.int64)
-    offsets[0] = start
-    np.cumsum(node_bytes[:-1], out=offsets[1:])
-    offsets[1:] += start
-    end = int(offsets[-1] + node_bytes[-1])
+    offsets, end = _node_offsets(levels, start, base_bytes, level_bytes)
     if end != len(buf):
         raise bad(f"nodes end at byte {end:,}, the file at {len(buf):,}")
     windows = np.lib.stride_tricks.sliding_window_view(buf, 10 + base_bytes)
@@ -154,3 +149,54 @@ def _check_lists(lists: np.ndarray, cap: int, n: int, level: np.ndarray | None, 
         reach = levels[np.where(used, slots, 0)]
         if np.any(used & (reach < level[:, None])):
             raise bad("a neighbour on a level above its own")
+
+
+def _node_offsets(levels: np.ndarray, start: int, base_bytes: int, level_bytes: int) -> tuple[np.ndarray, int]:
+    """Where each node's record starts, and where the last one ends."""
+    node_bytes = 10 + base_bytes + levels * level_bytes
+    offsets = np.empty(len(levels), dtype=np.int64)
+    offsets[0] = start
+    np.cumsum(node_bytes[:-1], out=offsets[1:])
+    offsets[1:] += start
+    return offsets, int(offsets[-1] + node_bytes[-1])
+
+
+def unreachable_keys(buf: np.ndarray) -> np.ndarray:
+    """Keys of live nodes that a walk over level 0 from the entry point never reaches (uint64, sorted).
+
+    ``buf`` is a whole vectors file as uint8, already passed by ``check_usearch_file``.
+    Every search ends on level 0, entered from the entry point's descent: a node no
+    level-0 edge path leads to is found by no query, not even its own vector. Parallel
+    inserts race on neighbour lists and can leave such nodes (usearch keeps no check).
+    Removed nodes still carry edges, as in usearch's own walks. A frontier BFS in numpy:
+    one gather of the level-0 lists (4 x connectivity_base bytes a node), then a few
+    dozen vectorized steps.
+    """
+    rows, cols = (int(x) for x in _ints(buf, 0, "<u4", 2))
+    g = 8 + rows * cols + 64
+    n, conn, conn_base, _, entry = (int(x) for x in _ints(buf, g, "<u8", 5))
+    if n == 0:
+        return np.zeros(0, dtype=np.uint64)
+    levels = _ints(buf, g + 40, "<i2", n).astype(np.int64)
+    base_bytes = 4 + 4 * conn_base
+    offsets, _ = _node_offsets(levels, g + 40 + 2 * n, base_bytes, 4 + 4 * conn)
+    windows = np.lib.stride_tricks.sliding_window_view(buf, 10 + base_bytes)
+    keys = np.empty(n, dtype=np.uint64)
+    # Unused slots point at the node itself: a self-loop adds nothing to the walk.
+    adjacency = np.empty((n, conn_base), dtype=np.uint32)
+    for lo in range(0, n, _NODE_CHUNK):
+        rec = np.ascontiguousarray(windows[offsets[lo : lo + _NODE_CHUNK]])
+        keys[lo : lo + len(rec)] = rec[:, :8].copy().view("<u8")[:, 0]
+        lists = rec[:, 10:].copy().view("<u4")
+        own = np.arange(lo, lo + len(rec), dtype=np.uint32)[:, None]
+        adjacency[lo : lo + len(rec)] = np.where(np.arange(conn_base) < lists[:, :1], lists[:, 1:], own)
+    seen = np.zeros(n, dtype=bool)
+    seen[entry] = True
+    frontier = np.array([entry], dtype=np.int64)
+    while len(frontier):
+        reached = adjacency[frontier].ravel()
+        reached = np.unique(reached[~seen[reached]])
+        seen[reached] = True
+        frontier = reached
+    lost = keys[~seen]
+    return np.sort(lost[lost != _FREE_KEY])
