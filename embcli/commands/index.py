@@ -107,7 +107,8 @@ ThreadsOpt = o.option(
     help="Build threads. Default: every core, about N times faster on N cores, but the graph then depends "
     "on thread timing (near-ties may come back in another order from run to run), and on data with many "
     "exact duplicate vectors its recall is lower (measured on 100k real summaries: recall@10 0.951 at the "
-    "default ef against 0.978 single-threaded). 1 (or --reproducible) builds the same graph every run. With --shards: up to N shards are built at a time, sharing the N threads.",
+    "default ef against 0.978 single-threaded). 1 (or --reproducible) builds the same graph every run. "
+    "With --shards: up to N shards are built at a time, sharing the N threads.",
     panel=o.SPEED,
 )
 ReproducibleOpt = o.option(
