@@ -15,6 +15,8 @@ ON_ERROR = ("fail", "skip")
 INPUT_FORMATS = ("jsonl", "text", "csv", "tsv", "parquet", "arrow")
 OUTPUT_FORMATS = ("jsonl", "npy", "parquet", "arrow", "csv", "tsv")
 COMPRESSIONS = ("none", "gzip", "bzip2", "xz", "zstd")
+# detect-anomalies --index: how a record that is itself in the index is found (search/index_neighbors.py)
+SELF_MATCHES = ("auto", "id", "vector", "none")
 
 # Up to this many candidate vectors, exact numpy search is fast enough: kNN over a
 # whole set (search/neighbors.py) and filtered search (--full-scan-threshold) share it.

@@ -35,7 +35,12 @@ def _exact(ref: np.ndarray, queries: np.ndarray, k: int, exclude_self: bool) -> 
     idx = np.empty((len(queries), k), dtype=np.int64)
     sims = np.empty((len(queries), k), dtype=np.float32)
     for start in range(0, len(queries), BLOCK):
-        s = queries[start : start + BLOCK] @ ref.T
+        block = queries[start : start + BLOCK]
+        if block.shape == ref.shape and np.shares_memory(block, ref):
+            # numpy computes a @ a.T by syrk, rounded unlike the sgemm of every other block and of
+            # scoring against an index (search/index_neighbors.py): one kind of product everywhere.
+            block = block.copy()
+        s = block @ ref.T
         if exclude_self:
             rows = np.arange(len(s))
             s[rows, start + rows] = -np.inf
