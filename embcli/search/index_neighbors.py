@@ -31,9 +31,8 @@ from embcli.choices import SELF_MATCHES
 from embcli.errors import IncompatibleError, UsageError
 from embcli.runtime import provenance
 from embcli.search.index import IndexReader, _id_key
-from embcli.search.neighbors import BLOCK, EXACT_LIMIT, unit
+from embcli.search.neighbors import BLOCK, EXACT_LIMIT, QUERY_BATCH, unit
 
-QUERY_BATCH = 16_384  # queries handed to usearch at once (each batch runs on every core)
 SAME = 1e-4  # a neighbour this close in cosine is checked for an identical stored vector
 
 

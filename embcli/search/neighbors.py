@@ -13,6 +13,7 @@ from embcli.runtime.vectors import unit  # noqa: F401 - the analysis modules tak
 
 EXACT_LIMIT = EXACT_SEARCH_LIMIT
 BLOCK = 2048
+QUERY_BATCH = 16_384  # queries handed to a graph at once
 
 
 def search(
@@ -61,14 +62,18 @@ def _hnsw(ref: np.ndarray, queries: np.ndarray, k: int, exclude_self: bool) -> t
     index = usearch_index()(ndim=ref.shape[1], metric="cos", connectivity=16, expansion_add=64, expansion_search=ef)
     index.add(np.arange(len(ref), dtype=np.uint64), ref, threads=0)
     extra = 1 if exclude_self else 0
-    found = index.search(queries, k + extra, threads=0)
-    keys = np.atleast_2d(found.keys).astype(np.int64)
-    sims = 1 - np.atleast_2d(found.distances).astype(np.float32)
-    if not exclude_self:
-        return keys[:, :k], sims[:, :k]
     idx = np.empty((len(queries), k), dtype=np.int64)
     out = np.empty((len(queries), k), dtype=np.float32)
-    for i in range(len(queries)):
-        keep = keys[i] != i
-        idx[i], out[i] = keys[i][keep][:k], sims[i][keep][:k]
+    for start in range(0, len(queries), QUERY_BATCH):  # bounded result arrays; each batch on every core
+        found = index.search(queries[start : start + QUERY_BATCH], k + extra, threads=0)
+        keys = np.atleast_2d(found.keys).astype(np.int64)
+        sims = 1 - np.atleast_2d(found.distances).astype(np.float32)
+        if exclude_self:  # drop the row itself where the graph found it, else the farthest
+            rows = np.arange(start, start + len(keys))
+            own = keys == rows[:, None]
+            drop = np.where(own.any(axis=1), own.argmax(axis=1), k)
+            keep = np.ones(keys.shape, bool)
+            keep[np.arange(len(keys)), drop] = False
+            keys, sims = keys[keep].reshape(len(keys), k), sims[keep].reshape(len(keys), k)
+        idx[start : start + len(keys)], out[start : start + len(keys)] = keys[:, :k], sims[:, :k]
     return idx, out
