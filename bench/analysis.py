@@ -129,13 +129,13 @@ def main() -> None:
                         lines = out.read_bytes().splitlines()
                         scores = np.array([orjson.loads(line)["anomaly_score"] for line in lines])
                         np.save(d / f"scores-{who}-{'index' if '--index' in cmd else 'own'}.npy", scores)
-                    print(f"{label:<28}{who + ' ' + name:<50}{secs:>8.1f}s{cpu:>8.1f} cpu-s{rss:>8.0f} MB{note}",
+                    print(f"{label:<34}{who + ' ' + name:<50}{secs:>8.1f}s{cpu:>8.1f} cpu-s{rss:>8.0f} MB{note}",
                           flush=True)  # fmt: skip
             own, via = d / "scores-embcli-own.npy", d / "scores-embcli-index.npy"
             if own.exists() and via.exists():
                 so, si = np.load(own), np.load(via)
                 top_o, top_i = set(np.argsort(-so)[: n // 100]), set(np.argsort(-si)[: n // 100])
-                print(f"{label:<28}own graph vs --index: max |score diff| {np.abs(so - si).max():.2e}, "
+                print(f"{label:<34}own graph vs --index: max |score diff| {np.abs(so - si).max():.2e}, "
                       f"top-1% overlap {len(top_o & top_i) / max(len(top_o), 1):.3f}")  # fmt: skip
                 own.unlink()
                 via.unlink()
@@ -147,7 +147,7 @@ def main() -> None:
                     ("brute-force exact kNN (O(n²))", lambda x=x: brute_knn(x)),
                 ):
                     _, secs, rss = alt(name, fn)
-                    print(f"{label:<28}{name:<50}{secs:>8.1f}s{'':>14}{rss:>8.0f} MB (in-process, growth)", flush=True)
+                    print(f"{label:<34}{name:<50}{secs:>8.1f}s{'':>14}{rss:>8.0f} MB (in-process, growth)", flush=True)
     print(f"load average after: {os.getloadavg()[0]:.1f}")
     print("aims (issue 16): detect-anomalies at 1M <= 4 min, cluster --k 20 at 1M <= 3 min, peak RSS < 8 GB each")
 
