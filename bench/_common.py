@@ -38,24 +38,30 @@ _LAUNCHER = (
     "import os, subprocess, sys\n"
     "p = subprocess.Popen(sys.argv[1:])\n"
     "_, status, usage = os.wait4(p.pid, 0)\n"
-    "sys.stderr.write(f'\\n__peak_rss_kb__ {usage.ru_maxrss}\\n')\n"
+    "sys.stderr.write(f'\\n__peak_rss_kb__ {usage.ru_maxrss} {usage.ru_utime + usage.ru_stime}\\n')\n"
     "sys.exit(os.waitstatus_to_exitcode(status))\n"
 )
 
 
-def timed_run(cmd: list[str]) -> tuple[float, float, str]:
+def timed_run(cmd: list[str], env: dict | None = None) -> tuple[float, float, str]:
     """Wall seconds, peak RSS (MB) of the command alone, and its stdout."""
+    secs, rss, _, out = timed_run_cpu(cmd, env)
+    return secs, rss, out
+
+
+def timed_run_cpu(cmd: list[str], env: dict | None = None) -> tuple[float, float, float, str]:
+    """Wall seconds, peak RSS (MB), CPU seconds (user + system) of the command alone, and its stdout."""
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         start = time.perf_counter()
-        code = subprocess.run([sys.executable, "-c", _LAUNCHER, *cmd], stdout=out, stderr=err).returncode
+        code = subprocess.run([sys.executable, "-c", _LAUNCHER, *cmd], stdout=out, stderr=err, env=env).returncode
         elapsed = time.perf_counter() - start
         out.seek(0)
         err.seek(0)
         errors = err.read().decode()
         if code not in (0, 1):  # diff exits 1 for "different"
             sys.exit(f"bench: {' '.join(cmd)} failed:\n{errors}")
-        rss_kb = int(errors.rsplit("__peak_rss_kb__ ", 1)[1].split()[0])
-        return elapsed, rss_kb / 1024, out.read().decode()
+        rss_kb, cpu = errors.rsplit("__peak_rss_kb__ ", 1)[1].split()[:2]
+        return elapsed, int(rss_kb) / 1024, float(cpu), out.read().decode()
 
 
 def recall_at_k(exact_scores: np.ndarray, found_scores: np.ndarray, k: int) -> float:

@@ -21,6 +21,8 @@ SEARCH_MODES = ("dense", "hybrid", "lexical")
 FUSIONS = ("rrf", "linear")  # how search --hybrid merges the dense and the BM25 rankings
 GROUP_FUSIONS = ("max", "sum")  # search --group-by: a group's score from its hits' scores
 ADAPTER_KINDS = ("auto", "procrustes", "ridge")  # diff --fit-adapter: auto = Procrustes when widths match
+# detect-anomalies --index: how a record that is itself in the index is found (search/index_neighbors.py)
+SELF_MATCHES = ("auto", "id", "vector", "none")
 
 # Up to this many candidate vectors, exact numpy search is fast enough: kNN over a
 # whole set (search/neighbors.py) and filtered search (--full-scan-threshold) share it.

@@ -203,6 +203,41 @@ def score_outliers(
     return det, scores, det.threshold
 
 
+def score_against_index(
+    x: np.ndarray,
+    ids: list[object | None],
+    readers: list,
+    options: AnomalyOptions,
+    provenance: dict | None = None,
+    *,
+    self_match: str = "auto",
+    where: str = "<input>",
+) -> tuple[np.ndarray, float]:
+    """Outlier mode against an index: each vector's kNN score among the indexed items, itself left out.
+
+    The index stands in for the input as the reference (``readers``: one index or the shards of
+    one). ``ids``: each vector's record id, for ``self_match`` (see search/index_neighbors.py).
+    Returns the scores and the flag level (the top ``contamination`` share of these scores).
+    """
+    from embcli.search import index_neighbors
+
+    if options.method != "knn":
+        raise UsageError(f"--index scores with --method knn only, not {options.method}")
+    index_neighbors.check_vectors(readers, x.shape[1], provenance, where)
+    env = current()
+    total = sum(r.count for r in readers)
+    if total < 3:
+        raise InputError(f"anomaly detection needs at least 3 reference vectors, the index holds {total}")
+    env.phase(f"scoring {len(x):,} vectors against {total:,} indexed with knn (k={options.k}, {options.aggregate})…")
+    own = index_neighbors.self_match(readers, ids, self_match)
+    dist = 1 - index_neighbors.neighbours(readers, x, options.k, own)
+    scores = dist.max(axis=1) if options.aggregate == "max" else dist.mean(axis=1)
+    if options.threshold is not None:
+        return scores, options.threshold
+    share = options.contamination if options.contamination is not None else 0.01
+    return scores, contamination_threshold(scores, share)
+
+
 def mark(records: list[dict], scores: np.ndarray, level: float, score_field: str, flag_field: str) -> None:
     """The score and the flag (score above ``level``) of each record."""
     for rec, s in zip(records, scores, strict=True):

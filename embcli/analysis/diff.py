@@ -194,9 +194,9 @@ def compare_aligned(a: np.ndarray, b: np.ndarray, ids: list, *, k: int = 10, top
         raise InputError(f"aligned mode needs at least 2 shared ids, found {len(a)}")
     env = current()
     env.phase(f"finding {k} neighbours of {len(a):,} items in A's space…")
-    na = neighbors.search(unit(a), unit(a), k, exclude_self=True)[0]
+    na = neighbors.search(unit(a), unit(a), k, exclude_self=True, coarse=True)[0]
     env.phase(f"finding {k} neighbours of {len(b):,} items in B's space…")
-    nb = neighbors.search(unit(b), unit(b), k, exclude_self=True)[0]
+    nb = neighbors.search(unit(b), unit(b), k, exclude_self=True, coarse=True)[0]
     env.phase("comparing neighbourhoods…")
     overlap = np.array(
         [len(set(r1) & set(r2)) / len(set(r1) | set(r2)) for r1, r2 in zip(na, nb, strict=True)], dtype=np.float64

@@ -152,7 +152,7 @@ class Anomalies:
     scores: np.ndarray  # (n,)
     flags: np.ndarray  # (n,) bool
     threshold: float
-    detector: Detector  # ``detector.save(path)`` keeps it, as ``--save-detector`` does
+    detector: Detector | None  # ``detector.save(path)`` keeps it, as ``--save-detector`` does; None with ``index``
 
 
 def detect_anomalies(
@@ -167,10 +167,16 @@ def detect_anomalies(
     detector: Detector | str | os.PathLike | None = None,
     seed: int = 0,
     provenance: dict | None = None,
+    index: str | os.PathLike | None = None,
+    ids: Sequence[object | None] | None = None,
+    self_match: str = "auto",
 ) -> Anomalies:
     """Score rows as ``embcli detect-anomalies`` does: each row against the others (outlier mode),
-    or against ``reference`` rows / a fitted ``detector`` (novelty mode). Flags the top
-    ``contamination`` share (default 0.01, of the reference in novelty mode), or scores above ``threshold``.
+    or against ``reference`` rows / a fitted ``detector`` (novelty mode), or (knn) against the items
+    of an ``index`` built by ``embcli index`` (``--index``), where a row's own item is left out: found
+    by its id in ``ids`` or by an identical stored vector (``self_match``: auto, id, vector, none).
+    Flags the top ``contamination`` share (default 0.01, of the reference in novelty mode), or
+    scores above ``threshold``. ``detector`` is None in the answer of an index run.
     """
     from embcli.analysis import anomaly as core
 
@@ -178,6 +184,8 @@ def detect_anomalies(
         raise UsageError("give --reference or --detector-file, not both")
     options = core.AnomalyOptions(method, k, aggregate, seed, contamination, threshold)
     x = _matrix(vectors)
+    if index is not None:
+        return _against_index(x, os.fspath(index), ids, self_match, options, provenance, reference, detector)
     if reference is None and detector is None:
         det, scores, level = core.score_outliers(x, options, provenance)
         return Anomalies(scores, scores > level, level, det)
@@ -191,6 +199,26 @@ def detect_anomalies(
     det.check(x.shape[1], provenance)
     scores = det.score(x)
     return Anomalies(scores, scores > level, level, det)
+
+
+def _against_index(x, index, ids, self_match, options, provenance, reference, detector) -> Anomalies:
+    from embcli.analysis.anomaly import score_against_index
+    from embcli.search.shards import open_readers
+
+    if reference is not None or detector is not None:
+        raise UsageError("index scores against the index: give no reference or detector")
+    if ids is not None and len(ids) != len(x):
+        raise UsageError(f"ids: {len(ids)} ids for {len(x)} vectors")
+    readers = open_readers([index])
+    try:
+        if not len(x):
+            return Anomalies(np.zeros(0, np.float32), np.zeros(0, bool), float("nan"), None)
+        ids = list(ids) if ids is not None else [None] * len(x)
+        scores, level = score_against_index(x, ids, readers, options, provenance, self_match=self_match, where=index)
+    finally:
+        for r in readers:
+            r.close()
+    return Anomalies(scores, scores > level, level, None)
 
 
 def _side(side: np.ndarray | tuple[list[dict], np.ndarray] | str | os.PathLike) -> tuple[np.ndarray, list[dict]]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from enum import Enum
 from typing import Optional
 
+from embcli import choices
 from embcli.commands import _options as o
 from embcli.commands._analysis import EvalField, EvalOut, records_output, report_eval
 from embcli.commands._ui import phases, progress, say, warn
@@ -66,6 +67,23 @@ DetectorFileOpt = o.option(
     panel=DETECT,
     show_default=False,
 )
+IndexOpt = o.option(
+    Optional[str],
+    "--index",
+    metavar="IDX",
+    help="knn: score against this index (built by `embcli index`; sharded too) instead of a graph built "
+    "from the input. Records in it are not their own neighbours (--self-match).",
+    panel=DETECT,
+    show_default=False,
+)
+SelfMatch = o.choice("SelfMatch", choices.SELF_MATCHES)
+SelfMatchOpt = o.option(
+    SelfMatch,
+    "--self-match",
+    help="--index: how a record finds itself in the index to be left out: by its id (--id-field), by a stored "
+    "vector identical to its own, auto (id when it has one, else vector), or none (new records).",
+    panel=DETECT,
+)
 SeedOpt = o.option(int, "--seed", help="iforest: random state.", panel=DETECT)
 OnlyAnomaliesOpt = o.option(bool, "--only-anomalies", help="Pass only the flagged records down the pipe.", panel=o.IO)
 ScoreFieldOpt = o.option(
@@ -88,6 +106,9 @@ def detect_anomalies(
     threshold: ThresholdOpt = None,
     save_detector: SaveDetectorOpt = None,
     detector_file: DetectorFileOpt = None,
+    index: IndexOpt = None,
+    self_match: SelfMatchOpt = SelfMatch.auto,
+    id_field: o.IdField = "id",
     seed: SeedOpt = 0,
     only_anomalies: OnlyAnomaliesOpt = False,
     score_field: ScoreFieldOpt = "anomaly_score",
@@ -114,6 +135,8 @@ def detect_anomalies(
 
     if reference and detector_file:
         raise UsageError("give --reference or --detector-file, not both")
+    if index and (reference or detector_file or save_detector):
+        raise UsageError("--index scores against the index: give no --reference, --detector-file or --save-detector")
     options = core.AnomalyOptions(method.value, k, aggregate.value, seed, contamination, threshold)
     bad = BadRecords(skip=on_error is o.OnError.skip)
     counts = {"scored": 0, "flagged": 0}
@@ -147,6 +170,30 @@ def detect_anomalies(
                 for batch in _batches(inputs.embedded(vector_field, bad)):
                     _score_batch(det, batch, emit, level, model_field)
                     bar.advance(len(batch))
+        elif index:  # the index is the reference; the input is read whole for its contamination share
+            from embcli.search.shards import open_readers
+
+            readers = open_readers([index])
+            try:
+                with phases(quiet):
+                    records, x, name = read_all(inputs.paths, vector_field, bad, o.value(input_format))
+                    if records:
+                        check_free(records, [score_field, flag_field], overwrite, rename="--score-field/--flag-field")
+                        scores, level = core.score_against_index(
+                            x,
+                            [r.get(id_field) for r in records],
+                            readers,
+                            options,
+                            provenance_of(records, model_field),
+                            self_match=self_match.value,
+                            where=name,
+                        )
+            finally:
+                for r in readers:
+                    r.close()
+            det = None
+            if records:
+                emit(records, scores, level)
         else:  # outlier mode: the input is its own reference
             with phases(quiet):  # on a terminal: "reading…", "scoring…"; gone before the records go out
                 records, x, _ = read_all(inputs.paths, vector_field, bad, o.value(input_format))

@@ -538,6 +538,10 @@ class IndexReader:
         """The vector stored under ``key``, as float32: see ``stored_vectors_are`` for how exact it is."""
         return self._vectors(np.array([key], dtype=np.uint64))[0]
 
+    def stored_vectors(self, keys: np.ndarray) -> np.ndarray:
+        """The vectors stored under ``keys`` (live ones), as float32 rows, exact as ``stored_vectors_are`` says."""
+        return self._vectors(np.asarray(keys, dtype=np.uint64))
+
     @property
     def stored_vectors_are(self) -> str | None:
         """None when ``stored_vector`` gives back the indexed vectors exactly, else what it gives instead."""
