@@ -15,6 +15,7 @@ ON_ERROR = ("fail", "skip")
 INPUT_FORMATS = ("jsonl", "text", "csv", "tsv", "parquet", "arrow")
 OUTPUT_FORMATS = ("jsonl", "npy", "parquet", "arrow", "csv", "tsv")
 COMPRESSIONS = ("none", "gzip", "bzip2", "xz", "zstd")
+REPORT_FORMATS = ("json", "table")  # diff and eval: a JSON report, or a table for people
 # Full-text tokenizers of an index (search/lexical.py spells each out as an FTS5 tokenize= value).
 FTS_TOKENIZERS = ("porter", "unicode61")
 SEARCH_MODES = ("dense", "hybrid", "lexical")

@@ -274,3 +274,31 @@ def phases(quiet: bool) -> Iterator[None]:
             yield
     finally:
         env.on_phase = previous
+
+
+def write_output(output: str | None, data: bytes) -> None:
+    """``data`` on stdout, or in the file ``output`` (atomically), whole and checked."""
+    from embcli.io.streams import output_stream
+
+    with output_stream(output) as out:
+        out.write(data)
+
+
+def emit_report(report: dict, fmt: str | None, output: str | None, draw: Callable[..., None], width: int) -> None:
+    """A command's report: JSON, or ``draw(report, console)`` as a table (``fmt`` "table", or no
+    format on a terminal); into a file, the table is plain text ``width`` columns wide."""
+    if fmt == "table" or (fmt is None and not output and sys.stdout.isatty()):
+        import io
+
+        from rich.console import Console
+
+        if not output:
+            draw(report, Console())
+            return
+        buf = io.StringIO()
+        draw(report, Console(file=buf, width=width, no_color=True, highlight=False))
+        write_output(output, buf.getvalue().encode())
+    else:
+        import orjson
+
+        write_output(output, orjson.dumps(report) + b"\n")

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import io
-import sys
 from enum import Enum
 from typing import TYPE_CHECKING, Annotated, Optional
 
@@ -11,7 +9,7 @@ import typer
 
 from embcli.commands import _options as o
 from embcli.commands import _terms as terms_cli
-from embcli.commands._ui import phases, say, warn
+from embcli.commands._ui import emit_report, phases, say, warn, write_output
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -22,11 +20,6 @@ TESTS = "Tests"
 class Kernel(str, Enum):
     rbf = "rbf"
     cos = "cos"
-
-
-class ReportFormat(str, Enum):
-    json = "json"
-    table = "table"
 
 
 AOpt = Annotated[
@@ -114,7 +107,7 @@ HoldoutOpt = o.option(
     panel=ADAPTER,
 )
 FmtOpt = o.option(
-    Optional[ReportFormat],
+    Optional[o.ReportFormat],
     "--format",
     help="Report as JSON, or a table. Default: a table on a terminal; JSON off one, and with -o.",
     panel=o.IO,
@@ -213,43 +206,19 @@ def diff(
     _finish(result, items, fmt, output, quiet)
 
 
-def _finish(result, items: bool, fmt: ReportFormat | None, output: str | None, quiet: bool) -> None:
+def _finish(result, items: bool, fmt: o.ReportFormat | None, output: str | None, quiet: bool) -> None:
     """The report (or the listed items, with the verdict on stderr); exit 1 when A and B differ."""
     from embcli.errors import DiffExit
 
     if items:
         import orjson
 
-        _write(output, b"".join(orjson.dumps(line) + b"\n" for line in result.items))
+        write_output(output, b"".join(orjson.dumps(line) + b"\n" for line in result.items))
         say(f"verdict: {result.verdict}", quiet)
     else:
-        _emit(result.report, fmt, output)
+        emit_report(result.report, o.value(fmt), output, _table, 100)
     if result.different:  # after the report is written: -o keeps it whatever the verdict
         raise typer.Exit(DiffExit.DIFFERENT)
-
-
-def _write(output: str | None, data: bytes) -> None:
-    """``data`` on stdout, or in the file ``output`` (atomically), whole and checked."""
-    from embcli.io.streams import output_stream
-
-    with output_stream(output) as out:
-        out.write(data)
-
-
-def _emit(report: dict, fmt: ReportFormat | None, output: str | None) -> None:
-    if fmt is ReportFormat.table or (fmt is None and not output and sys.stdout.isatty()):
-        from rich.console import Console
-
-        if not output:
-            _table(report, Console())
-            return
-        buf = io.StringIO()  # into a file: plain text, as wide as a terminal
-        _table(report, Console(file=buf, width=100, no_color=True, highlight=False))
-        _write(output, buf.getvalue().encode())
-    else:
-        import orjson
-
-        _write(output, orjson.dumps(report) + b"\n")
 
 
 def _table(report: dict, console: Console) -> None:

@@ -2,25 +2,17 @@
 
 from __future__ import annotations
 
-import io
-import sys
-from enum import Enum
 from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
 from embcli.commands import _options as o
-from embcli.commands._ui import phases, say
+from embcli.commands._ui import emit_report, phases, say
 
 if TYPE_CHECKING:
     from rich.console import Console
 
 EVAL = "Evaluation"
-
-
-class ReportFormat(str, Enum):
-    json = "json"
-    table = "table"
 
 
 IndexesArg = Annotated[
@@ -90,7 +82,7 @@ PerQueryOpt = o.text_option(
     panel=o.IO,
 )
 FmtOpt = o.option(
-    Optional[ReportFormat],
+    Optional[o.ReportFormat],
     "--format",
     help="Report as JSON, or a table. Default: a table on a terminal; JSON off one, and with -o.",
     panel=o.IO,
@@ -163,7 +155,7 @@ def evaluate(
 
         with atomic_file(per_query) as f:
             f.write(b"".join(orjson.dumps(line) + b"\n" for line in result.per_query))
-    _emit(report, fmt, output)
+    emit_report(report, o.value(fmt), output, _table, 120)
     if report["unjudged_queries"]:
         say(f"{report['unjudged_queries']:,} queries have no judgement: left out of the means", quiet)
     if report["no_relevant_queries"]:
@@ -189,29 +181,6 @@ def _cutoffs(at: str | None, k: int | None) -> list[int]:
     if k is not None:
         cutoffs.add(k)
     return sorted(cutoffs) or [10]
-
-
-def _write(output: str | None, data: bytes) -> None:
-    from embcli.io.streams import output_stream
-
-    with output_stream(output) as out:
-        out.write(data)
-
-
-def _emit(report: dict, fmt: ReportFormat | None, output: str | None) -> None:
-    if fmt is ReportFormat.table or (fmt is None and not output and sys.stdout.isatty()):
-        from rich.console import Console
-
-        if not output:
-            _table(report, Console())
-            return
-        buf = io.StringIO()  # into a file: plain text
-        _table(report, Console(file=buf, width=120, no_color=True, highlight=False))
-        _write(output, buf.getvalue().encode())
-    else:
-        import orjson
-
-        _write(output, orjson.dumps(report) + b"\n")
 
 
 LABELS = {"recall": "recall", "ndcg": "nDCG", "mrr": "MRR", "map": "MAP"}
