@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import orjson
 import pytest
+from conftest import cli_inproc
 
 from embcli.search.index import IndexOptions, IndexReader, IndexWriter, read_manifest
 from embcli.search.usearch_file import unreachable_keys
-from tests.conftest import cli_inproc
 
 
 def _vectors(vec: Path) -> np.ndarray:
