@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import tempfile
@@ -30,6 +31,32 @@ def dedupe(x: np.ndarray) -> np.ndarray:
     """Drop exact duplicate vectors (package summaries repeat), keeping first occurrences in order."""
     _, first = np.unique(x, axis=0, return_index=True)
     return x[np.sort(first)]
+
+
+def busy_cpu_s() -> float:
+    """CPU seconds the whole machine has been busy since boot (/proc/stat), 0 where unavailable."""
+    try:
+        with open("/proc/stat") as f:
+            vals = [int(v) for v in f.readline().split()[1:]]
+    except OSError:
+        return 0.0
+    idle = vals[3] + (vals[4] if len(vals) > 4 else 0)  # idle + iowait
+    return (sum(vals[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def wait_idle(max_wait: float, threshold: float = 0.15) -> float:
+    """Wait (up to ``max_wait`` s) for a second in which the machine is nearly idle; the seconds waited.
+
+    Other processes on a small machine skew everything, and ORT's spinning thread pool
+    suffers most: a pool thread that loses its core stalls every parallel op.
+    """
+    t0 = time.perf_counter()
+    while time.perf_counter() - t0 < max_wait:
+        b0 = busy_cpu_s()
+        time.sleep(1.0)
+        if busy_cpu_s() - b0 < threshold:
+            break
+    return time.perf_counter() - t0
 
 
 # A child forked from a big parent inherits the parent's peak RSS in its rusage: measure through

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import orjson
+from _common import busy_cpu_s
 
 PYPI = Path("/work/.library/env/packages/pypi.tsv")
 
@@ -45,16 +46,6 @@ def load_texts(path: Path, n: int) -> list[str]:
                 texts.append(summary.strip())
     random.Random(0).shuffle(texts)
     return texts[:n]
-
-
-def busy_cpu_s() -> float:
-    """CPU seconds the whole machine has been busy since boot (/proc/stat), 0 where unavailable."""
-    try:
-        with open("/proc/stat") as f:
-            vals = [int(v) for v in f.readline().split()[1:]]
-    except OSError:
-        return 0.0
-    return (sum(vals[:8]) - vals[3] - vals[4]) / os.sysconf("SC_CLK_TCK")
 
 
 @dataclass

@@ -47,6 +47,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from _common import busy_cpu_s, wait_idle
+
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_CORPUS = Path("/work/.library/env/packages/pypi.tsv")
 DEFAULT_TOKENIZER = REPO / "embcli" / "builtin" / "all-MiniLM-L6-v2" / "tokenizer.json"
@@ -258,32 +260,6 @@ class Run:
     best: dict[str, float] = field(default_factory=dict)  # each timing's minimum over the repeats
     report: dict[str, Any] = field(default_factory=dict)
     stderr: str = ""
-
-
-def busy_cpu_s() -> float:
-    """CPU seconds the whole machine has been busy since boot (/proc/stat), 0 where unavailable."""
-    try:
-        with open("/proc/stat") as f:
-            vals = [int(v) for v in f.readline().split()[1:]]
-    except OSError:
-        return 0.0
-    idle = vals[3] + (vals[4] if len(vals) > 4 else 0)  # idle + iowait
-    return (sum(vals[:8]) - idle) / os.sysconf("SC_CLK_TCK")
-
-
-def wait_idle(max_wait: float, threshold: float = 0.15) -> float:
-    """Wait (up to ``max_wait`` s) for a second in which the machine is nearly idle; the seconds waited.
-
-    Other processes on a small machine skew everything, and ORT's spinning thread pool
-    suffers most: a pool thread that loses its core stalls every parallel op.
-    """
-    t0 = time.perf_counter()
-    while time.perf_counter() - t0 < max_wait:
-        b0 = busy_cpu_s()
-        time.sleep(1.0)
-        if busy_cpu_s() - b0 < threshold:
-            break
-    return time.perf_counter() - t0
 
 
 def launch(cmd: list[str], *, stdin_path: str | None, stdout_path: str | None, env: dict[str, str], tmp: Path) -> Run:

@@ -24,7 +24,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from embed import DEFAULT_CORPUS, busy_cpu_s, load_corpus
+from _common import busy_cpu_s
+from embed import DEFAULT_CORPUS, load_corpus
 
 
 def main() -> None:

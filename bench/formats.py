@@ -49,7 +49,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from _common import timed_run
+from _common import busy_cpu_s, timed_run, wait_idle
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_CORPUS = Path("/work/.library/env/packages/pypi.tsv")
@@ -117,28 +117,6 @@ class Run:
     cpu_s: float  # user + system of the command (and the launcher's few ms)
     others_s: float  # CPU the rest of the machine used meanwhile: the noise indicator
     report: dict = field(default_factory=dict)
-
-
-def busy_cpu_s() -> float:
-    """CPU seconds the whole machine has been busy since boot (/proc/stat), 0 where unavailable."""
-    try:
-        with open("/proc/stat") as f:
-            vals = [int(v) for v in f.readline().split()[1:]]
-    except OSError:
-        return 0.0
-    idle = vals[3] + (vals[4] if len(vals) > 4 else 0)  # idle + iowait
-    return (sum(vals[:8]) - idle) / os.sysconf("SC_CLK_TCK")
-
-
-def wait_idle(max_wait: float, threshold: float = 0.15) -> float:
-    """Wait (up to ``max_wait`` s) for a second in which the machine is nearly idle; the seconds waited."""
-    t0 = time.perf_counter()
-    while time.perf_counter() - t0 < max_wait:
-        b0 = busy_cpu_s()
-        time.sleep(1.0)
-        if busy_cpu_s() - b0 < threshold:
-            break
-    return time.perf_counter() - t0
 
 
 def children_cpu_s() -> float:

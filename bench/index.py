@@ -52,6 +52,7 @@ from typing import TypeVar
 
 import numpy as np
 import orjson
+from _common import busy_cpu_s
 
 from embcli.search.index import FULL_SCAN_THRESHOLD, IndexOptions, IndexReader, IndexWriter
 
@@ -118,17 +119,6 @@ def peak_rss_mb() -> float:
 def rss_mb() -> float:
     cur = _status_mb("VmRSS")
     return cur if cur is not None else peak_rss_mb()
-
-
-def busy_cpu_s() -> float:
-    """CPU seconds the whole machine has been busy since boot (/proc/stat), 0 where unavailable."""
-    try:
-        with open("/proc/stat") as f:
-            vals = [int(v) for v in f.readline().split()[1:]]
-    except OSError:
-        return 0.0
-    idle = vals[3] + (vals[4] if len(vals) > 4 else 0)  # idle + iowait
-    return (sum(vals[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
 def own_cpu_s() -> float:
