@@ -112,6 +112,35 @@ def test_python_api_matches_the_cli(packages_vec, built):
     assert np.abs(by_vector.scores - plain.scores).max() <= 1e-6 and by_vector.flags.sum() == plain.flags.sum()
 
 
+@pytest.mark.parametrize("name", ["one.idx", "three.idx", "i8.idx"])
+def test_graph_path_finds_the_exact_neighbours_and_leaves_out_its_own(built, name):
+    """Above EXACT_LIMIT items the scores come from the index's graph: forced here on 2,000 items, where a
+    search beam of at least twice k finds the exact neighbours (ties aside), and the own item is still left
+    out by id; an int8 graph's candidates get float cosines from the stored vectors."""
+    from embcli.search import index_neighbors
+    from embcli.search.shards import open_readers
+
+    d, recs, x = built
+    if name == "i8.idx" and not (d / name).exists():
+        _ok(cli_inproc("index", "-q", "--dtype", "i8", "-o", str(d / name), str(d / "x.npy")))
+    readers = open_readers([d / name])
+    try:
+        ids = [rec["id"] for rec in recs] if name != "i8.idx" else [None] * len(recs)
+        own = index_neighbors.self_match(readers, ids, "auto")
+        exact = index_neighbors.neighbours(readers, x, 7, own, exact=True)
+        graph = index_neighbors.neighbours(readers, x, 7, own, exact=False)
+    finally:
+        for r in readers:
+            r.close()
+    assert graph.shape == exact.shape == (len(x), 7)
+    close = np.abs(graph - exact).max(axis=1) <= 1e-5
+    assert close.mean() >= 0.99, f"{(~close).sum()} of {len(x)} rows differ"
+    # The own item is out: a record's best neighbour is no better than its exact best other item
+    # (1.0 only where the summary repeats another one word for word).
+    assert np.all(graph[:, 0] <= exact[:, 0] + 1e-5)
+    assert np.all(np.diff(graph, axis=1) <= 1e-6)  # best first
+
+
 def test_bad_inputs(packages_vec, built, tmp_path):
     d, recs, x = built
     idx = str(d / "one.idx")
