@@ -2,9 +2,17 @@
 
 Every analysis command (cluster, classify, detect-anomalies, diff) finds neighbours here,
 so they all scale the same way: exact and deterministic up to EXACT_LIMIT rows, HNSW beyond.
+The graph holds each distinct vector once: real data repeats (of 100,000 PyPI summaries, 7,319
+share their vector, up to 598 at once), and HNSW's pruning keeps one edge among equal vectors,
+so a group of copies becomes a plateau that traps searches landing on it. Over distinct rows,
+with each found row standing for its copies, the kNN anomaly scores of 40,000 real summaries
+agree with exact search on 0.890 of the top 1% (0.730 with every copy in the graph) and the
+largest score error falls from 0.617 to 0.209.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import numpy as np
 
@@ -32,9 +40,78 @@ def search(
         return np.zeros((len(queries), 0), np.int64), np.zeros((len(queries), 0), np.float32)
     if len(ref) <= EXACT_LIMIT:
         return _exact(ref, queries, k, exclude_self)
-    if coarse:
-        return _coarse(ref, queries, k, exclude_self)
-    return _hnsw(ref, queries, k, exclude_self)
+    graph = _coarse if coarse else _hnsw
+    copies = _Copies.of(ref)
+    if copies is None:  # every row distinct
+        return graph(ref, queries, k, exclude_self)
+    return copies.search(graph, queries, k, exclude_self)
+
+
+Graph = Callable[[np.ndarray, np.ndarray, int, bool], tuple[np.ndarray, np.ndarray]]
+
+
+class _Copies:
+    """The distinct rows of a matrix (numbered by first occurrence) and the copies each one stands for."""
+
+    def __init__(self, x: np.ndarray, first: np.ndarray, group: np.ndarray) -> None:
+        self.distinct = np.ascontiguousarray(x[first])
+        self.group = group  # the distinct vector of each row
+        self.members = np.argsort(group, kind="stable")  # rows by distinct vector, ascending within one
+        self.count = np.bincount(group, minlength=len(first))
+        self.start = np.concatenate([[0], np.cumsum(self.count)[:-1]])
+
+    @classmethod
+    def of(cls, x: np.ndarray) -> _Copies | None:
+        """None when every row is distinct."""
+        rows = np.ascontiguousarray(x).view(np.dtype((np.void, x.dtype.itemsize * x.shape[1]))).ravel()
+        _, first, inverse = np.unique(rows, return_index=True, return_inverse=True)
+        if len(first) == len(x):
+            return None
+        order = np.argsort(first)
+        rank = np.empty(len(first), np.int64)
+        rank[order] = np.arange(len(first))
+        return cls(x, first[order], rank[inverse.ravel()])
+
+    def search(self, graph: Graph, queries: np.ndarray, k: int, exclude_self: bool) -> tuple[np.ndarray, np.ndarray]:
+        """Each query's k nearest rows: ``graph`` over the distinct vectors, each vector it finds expanded
+        to its copies in row order. With ``exclude_self`` (the queries are the rows) each distinct vector
+        is searched once for all its copies, and a row is left out of its own result."""
+        extra = 1 if exclude_self else 0
+        asked = self.distinct if exclude_self else queries
+        want = min(k + extra, len(self.distinct))
+        found, sims = graph(self.distinct, asked, want, False)
+        idx, out, short = self._expand(found, sims, k + extra)
+        if len(short):  # a graph may return fewer than asked: those queries exactly, over the distinct vectors
+            found, sims = _exact(self.distinct, asked[short], want, False)
+            idx[short], out[short], _ = self._expand(found, sims, k + extra)
+        if exclude_self:  # per row: its vector's answer, less the row itself (else the farthest)
+            idx, out = idx[self.group], out[self.group]
+            own = idx == np.arange(len(idx))[:, None]
+            drop = np.where(own.any(axis=1), own.argmax(axis=1), k)
+            keep = np.ones(idx.shape, bool)
+            keep[np.arange(len(idx)), drop] = False
+            idx, out = idx[keep].reshape(len(idx), k), out[keep].reshape(len(idx), k)
+        return idx, out
+
+    def _expand(self, found: np.ndarray, sims: np.ndarray, slots: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The first ``slots`` rows behind each query's distinct neighbours, best first; and the queries
+        whose neighbours hold fewer rows than that."""
+        idx = np.full((len(found), slots), -1, np.int64)
+        out = np.full((len(found), slots), -np.inf, np.float32)
+        filled = np.zeros(len(found), np.int64)
+        for j in range(found.shape[1]):
+            vec = found[:, j]
+            valid = (vec >= 0) & (vec < len(self.distinct))
+            vec = np.where(valid, vec, 0)
+            take = np.where(valid, np.minimum(self.count[vec], slots - filled), 0)
+            for t in range(slots):  # the t-th copy of this neighbour, where it still fits
+                rows = np.flatnonzero(take > t)
+                if not len(rows):
+                    break
+                idx[rows, filled[rows] + t] = self.members[self.start[vec[rows]] + t]
+                out[rows, filled[rows] + t] = sims[rows, j]
+            filled += take
+        return idx, out, np.flatnonzero(filled < slots)
 
 
 def _exact(ref: np.ndarray, queries: np.ndarray, k: int, exclude_self: bool) -> tuple[np.ndarray, np.ndarray]:
