@@ -32,7 +32,7 @@ def search(
     ``exclude_self``: queries are ref itself, and a row is not its own neighbour.
     ``coarse`` (above EXACT_LIMIT): an int8 graph, 2.3x cheaper to build, whose 2k candidates
     are re-ranked by exact float32 cosines (recall@10 0.940 against 0.938 for the float graph,
-    44k real vectors); for callers that need the neighbours, not the graph's own distances.
+    44k real vectors); detect-anomalies and aligned diff use it.
     Both inputs must be unit vectors.
     """
     k = min(k, len(ref) - (1 if exclude_self else 0))
