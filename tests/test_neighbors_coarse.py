@@ -1,6 +1,6 @@
 """The graph kNN paths above the exact-search limit (search/neighbors.py): the float graph that
-detect-anomalies, classify and cluster use, and the coarse one (int8 graph, candidates re-ranked by
-exact cosine) that aligned `diff --by` uses. Real vectors with real-looking repeats (summaries share
+classify and cluster use, and the coarse one (int8 graph, candidates re-ranked by exact cosine) that
+detect-anomalies and aligned `diff --by` use. Real vectors with real-looking repeats (summaries share
 vectors, hundreds at once), compared with exact search."""
 
 from __future__ import annotations
