@@ -60,3 +60,13 @@ def test_queries_that_are_not_the_rows_get_every_copy(repeated):
     idx, sims = neighbors.search(x, neighbors.unit(q), 60)
     assert set(rows) <= set(idx[0]) and set(idx[0, :51]) == set(rows)
     assert (np.diff(idx[0, :51]) > 0).all() and np.all(sims[0, :51] == sims[0, 0])  # in row order, one score
+
+
+def test_copies_found_by_hashing_rows_are_the_copies_sorting_finds(repeated):
+    x, _ = repeated
+    first, inverse = neighbors._equal_rows(x)
+    rows = np.ascontiguousarray(x).view(np.dtype((np.void, 4 * x.shape[1]))).ravel()
+    _, first_sorted, inverse_sorted = np.unique(rows, return_index=True, return_inverse=True)
+    # Each row maps to the first row of its vector, the same either way.
+    assert np.array_equal(first[inverse], first_sorted[inverse_sorted.ravel()])
+    assert len(first) < len(x)

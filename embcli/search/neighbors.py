@@ -22,6 +22,7 @@ from embcli.runtime.vectors import unit  # noqa: F401 - the analysis modules tak
 EXACT_LIMIT = EXACT_SEARCH_LIMIT
 BLOCK = 2048
 QUERY_BATCH = 16_384  # queries handed to a graph at once
+HASH_BLOCK = 16_384  # rows hashed at once when looking for copies (50 MB of temporaries at 384-d)
 
 
 def search(
@@ -63,14 +64,13 @@ class _Copies:
     @classmethod
     def of(cls, x: np.ndarray) -> _Copies | None:
         """None when every row is distinct."""
-        rows = np.ascontiguousarray(x).view(np.dtype((np.void, x.dtype.itemsize * x.shape[1]))).ravel()
-        _, first, inverse = np.unique(rows, return_index=True, return_inverse=True)
+        first, inverse = _equal_rows(np.ascontiguousarray(x))
         if len(first) == len(x):
             return None
         order = np.argsort(first)
         rank = np.empty(len(first), np.int64)
         rank[order] = np.arange(len(first))
-        return cls(x, first[order], rank[inverse.ravel()])
+        return cls(x, first[order], rank[inverse])
 
     def search(self, graph: Graph, queries: np.ndarray, k: int, exclude_self: bool) -> tuple[np.ndarray, np.ndarray]:
         """Each query's k nearest rows: ``graph`` over the distinct vectors, each vector it finds expanded
@@ -112,6 +112,29 @@ class _Copies:
                 out[rows, filled[rows] + t] = sims[rows, j]
             filled += take
         return idx, out, np.flatnonzero(filled < slots)
+
+
+def _equal_rows(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The first row of each distinct row of ``x`` and the distinct row of each row (``np.unique``'s
+    index and inverse), from a 64-bit hash of each row's bytes: sorting the rows themselves would take
+    two more copies of the matrix (2.9 GB at 1M x 384). Every row is then checked against the first
+    row of its hash; a collision (never seen) falls back to sorting the rows."""
+    words = x.view(np.uint32) if x.dtype.itemsize == 4 else None
+    if words is not None:
+        mult = np.random.default_rng(0).integers(1, 2**63, size=words.shape[1], dtype=np.uint64) * 2 + 1
+        hashes = np.empty(len(x), np.uint64)
+        for start in range(0, len(x), HASH_BLOCK):  # odd multipliers: rows one word apart never collide
+            hashes[start : start + HASH_BLOCK] = (words[start : start + HASH_BLOCK] * mult).sum(axis=1)
+        _, first, inverse = np.unique(hashes, return_index=True, return_inverse=True)
+        inverse = inverse.ravel()
+        if all(
+            np.array_equal(x[start : start + HASH_BLOCK], x[first[inverse[start : start + HASH_BLOCK]]])
+            for start in range(0, len(x), HASH_BLOCK)
+        ):
+            return first, inverse
+    rows = x.view(np.dtype((np.void, x.dtype.itemsize * x.shape[1]))).ravel()
+    _, first, inverse = np.unique(rows, return_index=True, return_inverse=True)
+    return first, inverse.ravel()
 
 
 def _exact(ref: np.ndarray, queries: np.ndarray, k: int, exclude_self: bool) -> tuple[np.ndarray, np.ndarray]:
